@@ -1,0 +1,293 @@
+"""The peer client as a sans-IO state machine: register, wait for peers, punch, keep alive.
+
+Rule: the seed's steps 0 to 6 with none of the reference's bugs (wire-protocol.md §6): at least
+`expected` peers suffice, strangers and late server replies are dropped and counted, connect
+completes the moment the last peer is confirmed, and every wait has a deadline. The extension is
+tried first and abandoned as soon as the server answers in the plain protocol.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, deque
+
+from .config import ClientConfig
+from .endpoint import Endpoint
+from .events import (
+    ConnectCompleted,
+    DataReceived,
+    DatagramDropped,
+    Event,
+    PeerConnected,
+    PeerFailed,
+    PeerListReceived,
+    PunchingStarted,
+    Registered,
+)
+from .handshake import Handshake, Peer
+from .messages import (
+    PEER_ID_LENGTH,
+    ExtError,
+    ExtLeave,
+    ExtPeers,
+    ExtRegister,
+    MessageError,
+    MessageKind,
+    PeerInfo,
+    Transmit,
+    decode_ext,
+    decode_peer_list,
+    encode_ext,
+    is_extension,
+)
+from .states import ClientState, ClientTrigger, PeerState, next_client_state
+
+
+class PeerClient:
+    """One peer of a session: feed it datagrams and timer calls, drain datagrams and events."""
+
+    def __init__(
+        self,
+        server: Endpoint,
+        session: bytes,
+        expected: int,
+        config: ClientConfig | None = None,
+        *,
+        rng: random.Random | None = None,
+        peer_id: bytes | None = None,
+    ) -> None:
+        if expected < 0:
+            raise ValueError(f"expected must be 0 or more other peers, got {expected}")
+        self.server = server
+        self.session = bytes(session)
+        self.expected = expected
+        self.config = config or ClientConfig()
+        rng = rng or random.Random()
+        self.peer_id = peer_id or rng.getrandbits(8 * PEER_ID_LENGTH).to_bytes(PEER_ID_LENGTH, "big")
+        self.state = ClientState.IDLE
+        self.extended: bool | None = None  # None until the server's first answer tells
+        self.public_endpoint: Endpoint | None = None
+        self.peers: dict[Endpoint, Peer] = {}
+        self.listed: dict[Endpoint, PeerInfo] = {}
+        self.started_at: float | None = None
+        self.dropped: Counter[str] = Counter()
+        self._handshake = Handshake(self.config)
+        self._ext_attempts = 0
+        self._plain_registered = False
+        self._next_register: float | None = None
+        self._wait_deadline: float | None = None
+        self._deadline: float | None = None
+        self._out: list[Transmit] = []
+        self._events: deque[Event] = deque()
+
+    # --- requests -----------------------------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        """Begin registering with the server (step 1 of the seed)."""
+        self._move(ClientTrigger.START)
+        self.started_at = now
+        cfg = self.config
+        self._deadline = None if cfg.timeout is None else now + cfg.timeout
+        self._wait_deadline = None if cfg.wait_timeout is None else now + cfg.wait_timeout
+        if cfg.extension and cfg.extension_attempts > 0:
+            self._send_ext_register(now)
+        else:
+            self.extended = False
+            self._send_plain_register(now)
+
+    def send(self, peer: Endpoint, data: bytes) -> None:
+        """Queue application data for a connected peer; raises `ValueError` otherwise."""
+        record = self.peers.get(peer)
+        if record is None or not record.connected:
+            raise ValueError(f"{peer} is not a connected peer")
+        record.sent += 1
+        self._out.append(Transmit(bytes(data), peer, MessageKind.DATA))
+
+    def close(self, now: float) -> None:
+        """Stop everything; tell an extension-speaking server that we left."""
+        if self.state is ClientState.CLOSED:
+            return
+        if self.extended and self.state is ClientState.REGISTERING:
+            leave = encode_ext(ExtLeave(self.session, self.peer_id))
+            self._out.append(Transmit(leave, self.server, MessageKind.EXT_LEAVE))
+        self._move(ClientTrigger.CLOSE)
+        self._next_register = self._wait_deadline = self._deadline = None
+        for peer in self.peers.values():
+            peer.next_send = peer.final_ack_at = peer.next_keepalive = None
+
+    # --- inputs -------------------------------------------------------------------------------
+
+    def receive_datagram(self, data: bytes, source: Endpoint, now: float) -> None:
+        """Handle one datagram; never raises on any payload or source."""
+        if self.state in (ClientState.IDLE, ClientState.CLOSED):
+            self._drop(source, data, "not running")
+        elif source == self.server:
+            self._from_server(bytes(data), now)
+        elif source in self.peers:
+            self._from_peer(self.peers[source], bytes(data), now)
+        else:
+            self._drop(source, data, "stranger")
+
+    def handle_timer(self, now: float) -> None:
+        """Fire whatever is due: registration, wait timeout, deadline, peer retransmissions."""
+        if self.state is ClientState.REGISTERING:
+            self._registration_timer(now)
+        if self._deadline is not None and now >= self._deadline:
+            self._on_deadline(now)
+        for peer in self.peers.values():
+            self._out.extend(self._handshake.on_timer(peer, now))
+
+    # --- outputs ------------------------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        """The absolute time `handle_timer` wants to run next, or None."""
+        times = [self._next_register, self._wait_deadline, self._deadline]
+        times.extend(peer.next_timer() for peer in self.peers.values())
+        present = [t for t in times if t is not None]
+        return min(present) if present else None
+
+    def datagrams_to_send(self, now: float) -> list[Transmit]:
+        """Datagrams produced since the last call."""
+        out, self._out = self._out, []
+        return out
+
+    def next_event(self) -> Event | None:
+        """The oldest undrained event, or None."""
+        return self._events.popleft() if self._events else None
+
+    # --- registration -------------------------------------------------------------------------
+
+    def _send_ext_register(self, now: float) -> None:
+        self._ext_attempts += 1
+        msg = ExtRegister(self.session, self.peer_id, self.expected)
+        self._out.append(Transmit(encode_ext(msg), self.server, MessageKind.EXT_REGISTER))
+        interval = self.config.register_interval
+        if self.extended:
+            interval = self.config.extended_refresh_interval
+        self._next_register = now + interval
+
+    def _send_plain_register(self, now: float) -> None:
+        self._out.append(Transmit(self.session, self.server, MessageKind.REGISTER))
+        self._next_register = now + self.config.register_interval
+
+    def _registration_timer(self, now: float) -> None:
+        if self._next_register is not None and now >= self._next_register:
+            if self.extended is False:
+                self._send_plain_register(now)
+            elif self.extended or self._ext_attempts < self.config.extension_attempts:
+                self._send_ext_register(now)
+            else:
+                self._fall_back(now)
+        if self._wait_deadline is not None and now >= self._wait_deadline:
+            self._start_punching(now, ClientTrigger.WAIT_EXPIRED)
+
+    def _fall_back(self, now: float) -> None:
+        """The server does not speak the extension (the reference): use the plain protocol."""
+        self.extended = False
+        self._send_plain_register(now)
+
+    def _from_server(self, data: bytes, now: float) -> None:
+        if self.state is not ClientState.REGISTERING:
+            self._drop(self.server, data, "late server reply")
+        elif is_extension(data):
+            self._from_server_ext(data, now)
+        elif self.extended is None:
+            self._fall_back(now)
+        elif self.extended:
+            if data:
+                self._drop(self.server, data, "plain reply to extended client")
+        else:
+            self._plain_reply(data, now)
+
+    def _plain_reply(self, data: bytes, now: float) -> None:
+        try:
+            endpoints = decode_peer_list(data)
+        except MessageError as exc:
+            self._drop(self.server, data, f"malformed peer list: {exc}")
+            return
+        if not self._plain_registered:
+            self._plain_registered = True
+            self._events.append(Registered(False, None))
+        infos = tuple(PeerInfo(e) for e in endpoints)
+        self._update_peers(infos, replace=True, push=False, now=now)
+
+    def _from_server_ext(self, data: bytes, now: float) -> None:
+        try:
+            msg = decode_ext(data)
+        except MessageError as exc:
+            self._drop(self.server, data, f"malformed: {exc}")
+            return
+        if isinstance(msg, ExtError):
+            self._finish(now, ClientTrigger.REFUSED, f"server refused: {msg.text}")
+        elif isinstance(msg, ExtPeers) and msg.session == self.session:
+            if not self.extended:
+                self.extended = True
+                self.public_endpoint = msg.observed
+                self._events.append(Registered(True, msg.observed))
+                self._next_register = now + self.config.extended_refresh_interval
+            self._update_peers(msg.peers, replace=not msg.push, push=msg.push, now=now)
+        else:
+            self._drop(self.server, data, "unexpected extension message")
+
+    def _update_peers(
+        self, infos: tuple[PeerInfo, ...], *, replace: bool, push: bool, now: float
+    ) -> None:
+        if replace:
+            self.listed = {}
+        for info in infos:
+            if info.endpoint != self.public_endpoint:
+                self.listed[info.endpoint] = info
+        self._events.append(PeerListReceived(infos, push))
+        if len(self.listed) >= self.expected and (infos or not push):
+            self._start_punching(now, ClientTrigger.PEERS_FOUND)
+
+    # --- punching -----------------------------------------------------------------------------
+
+    def _start_punching(self, now: float, trigger: ClientTrigger) -> None:
+        self._move(trigger)
+        self._next_register = self._wait_deadline = None
+        listed = tuple(self.listed.values())
+        self._events.append(PunchingStarted(listed, self.expected))
+        for info in listed:
+            peer = self.peers[info.endpoint] = Peer(info, now)
+            self._out.extend(self._handshake.start(peer, now))
+        self._check_all_connected(now)
+
+    def _from_peer(self, peer: Peer, data: bytes, now: float) -> None:
+        out, just_connected, is_data = self._handshake.on_datagram(peer, data, now)
+        self._out.extend(out)
+        if just_connected:
+            self._events.append(PeerConnected(peer.endpoint, now - peer.started))
+        if is_data and peer.connected:
+            self._events.append(DataReceived(peer.endpoint, data))
+        if just_connected and self.state is ClientState.PUNCHING:
+            self._check_all_connected(now)
+
+    def _check_all_connected(self, now: float) -> None:
+        if all(p.connected for p in self.peers.values()):
+            self._finish(now, ClientTrigger.ALL_CONNECTED, "")
+
+    def _on_deadline(self, now: float) -> None:
+        self._deadline = None
+        for peer in self.peers.values():
+            if not peer.connected:
+                self._handshake.give_up(peer)
+                self._events.append(PeerFailed(peer.endpoint, peer.last_seen))
+        reason = "timed out waiting for peers" if self.state is ClientState.REGISTERING else "timed out"
+        self._finish(now, ClientTrigger.DEADLINE, reason)
+
+    def _finish(self, now: float, trigger: ClientTrigger, reason: str) -> None:
+        self._move(trigger)
+        self._next_register = self._wait_deadline = self._deadline = None
+        connected = tuple(p.endpoint for p in self.peers.values() if p.connected)
+        failed = tuple(p.endpoint for p in self.peers.values() if p.state is PeerState.FAILED)
+        self._events.append(ConnectCompleted(connected, failed, self.expected, reason))
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _move(self, trigger: ClientTrigger) -> None:
+        self.state = next_client_state(self.state, trigger)
+
+    def _drop(self, source: Endpoint, data: bytes, reason: str) -> None:
+        self.dropped[reason] += 1
+        self._events.append(DatagramDropped(source, len(data), reason))

@@ -1,0 +1,132 @@
+"""The SYN/ACK handshake with one peer, written so that reference peers finish too.
+
+Rule (wire-protocol.md §7): send SYN every punch interval; answer a SYN with ACK at once (the
+reference's own timer starves, B4); on ACK send ACK at once and once more a little later, which a
+reference peer needs to return from Connect (B3); never retry faster than the reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import ClientConfig
+from .endpoint import Endpoint
+from .messages import ACK, SYN, MessageKind, PeerInfo, Transmit
+from .states import PEER_TRANSITIONS, PeerInput, PeerState
+
+Outcome = tuple[list[Transmit], bool]  # datagrams to send, and whether the peer just connected
+
+
+@dataclass
+class Peer:
+    """One listed peer and the handshake with it."""
+
+    info: PeerInfo
+    started: float
+    state: PeerState = PeerState.PUNCHING
+    next_send: float | None = None
+    final_ack_at: float | None = None
+    next_keepalive: float | None = None
+    connected_at: float | None = None
+    last_ack_reply: float = float("-inf")
+    last_seen: str = "nothing received"
+    sent: int = 0
+    received: int = 0
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """Where we send to this peer."""
+        return self.info.endpoint
+
+    @property
+    def connected(self) -> bool:
+        """True once both directions are proven."""
+        return self.state is PeerState.CONNECTED
+
+    def next_timer(self) -> float | None:
+        """The earliest time this peer wants `on_timer`."""
+        times = [t for t in (self.next_send, self.final_ack_at, self.next_keepalive) if t is not None]
+        return min(times) if times else None
+
+
+class Handshake:
+    """Drives `Peer` records through `PEER_TRANSITIONS`; owns no socket and no clock."""
+
+    def __init__(self, config: ClientConfig) -> None:
+        self.config = config
+
+    def start(self, peer: Peer, now: float) -> list[Transmit]:
+        """Open the handshake: the first SYN goes out at once."""
+        peer.next_send = now + self.config.punch_interval
+        return [self._send(peer, SYN, MessageKind.SYN)]
+
+    def on_datagram(self, peer: Peer, data: bytes, now: float) -> tuple[list[Transmit], bool, bool]:
+        """Feed a datagram from `peer`: returns (to send, just connected, is application data)."""
+        peer.received += 1
+        if not data or peer.state is PeerState.FAILED:
+            return [], False, False  # a keep-alive proves nothing new; a given-up peer stays so
+        kind = self._input_of(peer, data, now)
+        if kind is PeerInput.DATA and peer.state is PeerState.PUNCHING:
+            peer.last_seen = "data before any handshake"
+            return [], False, False
+        before = peer.state
+        peer.state = PEER_TRANSITIONS[(before, kind)]
+        just = before is not PeerState.CONNECTED and peer.state is PeerState.CONNECTED
+        out = self._react(peer, kind, before, now)
+        if just:
+            self._on_connected(peer, now)
+        return out, just, kind is PeerInput.DATA
+
+    def on_timer(self, peer: Peer, now: float) -> list[Transmit]:
+        """Retransmit, send the delayed ACK, or send a keep-alive, whichever is due."""
+        out: list[Transmit] = []
+        if peer.next_send is not None and now >= peer.next_send:
+            if peer.state is PeerState.PUNCHING:
+                out.append(self._send(peer, SYN, MessageKind.SYN))
+            elif peer.state is PeerState.ACKING:
+                out.append(self._send(peer, ACK, MessageKind.ACK))
+            peer.next_send = now + self.config.punch_interval
+        if peer.final_ack_at is not None and now >= peer.final_ack_at:
+            peer.final_ack_at = None
+            out.append(self._send(peer, ACK, MessageKind.ACK))
+        if peer.next_keepalive is not None and now >= peer.next_keepalive:
+            peer.next_keepalive = now + self.config.keepalive_interval
+            out.append(self._send(peer, b"", MessageKind.KEEPALIVE))
+        return out
+
+    def give_up(self, peer: Peer) -> None:
+        """The deadline passed before the peer connected."""
+        peer.state = PEER_TRANSITIONS[(peer.state, PeerInput.DEADLINE)]
+        peer.next_send = None
+
+    def _input_of(self, peer: Peer, data: bytes, now: float) -> PeerInput:
+        if data == SYN or data == ACK:
+            lingering = peer.connected_at is None or now - peer.connected_at <= self.config.handshake_linger
+            if lingering:
+                peer.last_seen = data.decode()
+                return PeerInput.SYN if data == SYN else PeerInput.ACK
+        return PeerInput.DATA
+
+    def _react(self, peer: Peer, kind: PeerInput, before: PeerState, now: float) -> list[Transmit]:
+        if kind is PeerInput.SYN:
+            # Rate-limited so a SYN flood from a peer cannot turn us into a reflector.
+            if now - peer.last_ack_reply >= self.config.punch_interval / 2:
+                peer.last_ack_reply = now
+                if before is not PeerState.CONNECTED:
+                    peer.next_send = now + self.config.punch_interval
+                return [self._send(peer, ACK, MessageKind.ACK)]
+        elif kind is PeerInput.ACK and before is not PeerState.CONNECTED:
+            peer.final_ack_at = now + self.config.final_ack_delay
+            return [self._send(peer, ACK, MessageKind.ACK)]
+        return []
+
+    def _on_connected(self, peer: Peer, now: float) -> None:
+        peer.connected_at = now
+        peer.next_send = None
+        if self.config.keepalive_interval > 0:
+            peer.next_keepalive = now + self.config.keepalive_interval
+
+    @staticmethod
+    def _send(peer: Peer, data: bytes, kind: MessageKind) -> Transmit:
+        peer.sent += 1
+        return Transmit(data, peer.endpoint, kind)

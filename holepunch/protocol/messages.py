@@ -1,0 +1,300 @@
+"""Wire formats: the reference's plain messages and our versioned extension.
+
+Rule: pure encode/decode, no state. Plain messages (wire-protocol.md §2) have no framing at all;
+extension messages start with `MAGIC` + version and carry type-length-value fields, so that new
+fields never break old decoders (unknown tags are skipped). `0xFA` cannot start a UTF-8 text, so
+no textual session ID collides with the magic. Decoders raise `MessageError`, never anything else.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from .endpoint import Endpoint, format_endpoint, parse_endpoint
+
+MAGIC = b"\xfahpx"
+VERSION = 1
+HEADER = MAGIC + bytes([VERSION])
+MAX_ID_LENGTH = 1024  # the reference's MaxPacketSize: longer registrations are dropped
+SYN = b"SYN"
+ACK = b"ACK"
+PEER_ID_LENGTH = 8
+
+
+class MessageError(ValueError):
+    """A datagram that does not decode; the message says why."""
+
+
+class MessageKind(str, enum.Enum):
+    """What a datagram is, for traces, timelines and statistics."""
+
+    REGISTER = "register"
+    PEER_LIST = "peer-list"
+    KEEPALIVE = "keepalive"
+    SYN = "syn"
+    ACK = "ack"
+    DATA = "data"
+    EXT_REGISTER = "ext-register"
+    EXT_PEERS = "ext-peers"
+    EXT_PUSH = "ext-push"
+    EXT_LEAVE = "ext-leave"
+    EXT_ERROR = "ext-error"
+
+
+class Transmit(NamedTuple):
+    """One datagram to send: what the machines hand their driver."""
+
+    data: bytes
+    destination: Endpoint
+    kind: MessageKind
+
+
+class ExtType(enum.IntEnum):
+    """Extension message types (the byte after MAGIC and version)."""
+
+    REGISTER = 0x01
+    PEERS = 0x02
+    LEAVE = 0x03
+    ERROR = 0x04
+
+
+class Tag(enum.IntEnum):
+    """Field tags inside extension messages."""
+
+    SESSION = 0x01
+    PEER_ID = 0x02
+    EXPECTED = 0x03
+    OBSERVED = 0x04
+    PEER = 0x05
+    PUSH = 0x06
+    ERROR_CODE = 0x07
+    ERROR_TEXT = 0x08
+
+
+class ErrorCode(enum.IntEnum):
+    """Why the server refused an extended registration."""
+
+    ID_TOO_LONG = 1
+    TOO_MANY_SESSIONS = 2
+    SESSION_FULL = 3
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    """One entry of an extended peer list: where the peer is and who it says it is."""
+
+    endpoint: Endpoint
+    peer_id: bytes = bytes(PEER_ID_LENGTH)
+    extended: bool = False
+
+
+@dataclass(frozen=True)
+class ExtRegister:
+    """Client to server: register or refresh under `session`, announcing `peer_id`."""
+
+    session: bytes
+    peer_id: bytes
+    expected: int = 0
+
+
+@dataclass(frozen=True)
+class ExtPeers:
+    """Server to client: the other members (a reply, or a push of newcomers) and your address."""
+
+    session: bytes
+    observed: Endpoint
+    peers: tuple[PeerInfo, ...] = ()
+    push: bool = False
+
+
+@dataclass(frozen=True)
+class ExtLeave:
+    """Client to server: remove me from `session` now instead of at expiry."""
+
+    session: bytes
+    peer_id: bytes
+
+
+@dataclass(frozen=True)
+class ExtError:
+    """Server to client: the registration was refused, with a code and a readable reason."""
+
+    code: int
+    text: str = ""
+
+
+ExtMessage = ExtRegister | ExtPeers | ExtLeave | ExtError
+_fields_by_type: dict[type, ExtType] = {
+    ExtRegister: ExtType.REGISTER,
+    ExtPeers: ExtType.PEERS,
+    ExtLeave: ExtType.LEAVE,
+    ExtError: ExtType.ERROR,
+}
+
+
+# --- plain messages (M1, M2) -------------------------------------------------------------
+
+
+def encode_peer_list(endpoints: list[Endpoint]) -> bytes:
+    """M2: the other endpoints joined with `,`; empty bytes when there are none."""
+    return ",".join(format_endpoint(e) for e in endpoints).encode()
+
+
+def decode_peer_list(data: bytes) -> list[Endpoint]:
+    """Parse M2. Unlike the reference, a bad entry raises `MessageError` instead of aborting."""
+    if not data:
+        return []
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise MessageError("peer list is not ASCII") from exc
+    try:
+        return [parse_endpoint(item) for item in text.split(",")]
+    except ValueError as exc:
+        raise MessageError(str(exc)) from exc
+
+
+def is_extension(data: bytes) -> bool:
+    """True if the datagram claims to be one of our extension messages."""
+    return data[:4] == MAGIC
+
+
+def classify(data: bytes, *, from_server: bool = False, to_server: bool = False) -> MessageKind:
+    """Best guess of a datagram's kind from its bytes and direction (for received traces)."""
+    if is_extension(data) and len(data) > 5:
+        try:
+            return _ext_kind(decode_ext(data))
+        except MessageError:
+            return MessageKind.DATA
+    if to_server:
+        return MessageKind.REGISTER
+    if not data:
+        return MessageKind.KEEPALIVE
+    if from_server:
+        return MessageKind.PEER_LIST
+    if data == SYN:
+        return MessageKind.SYN
+    if data == ACK:
+        return MessageKind.ACK
+    return MessageKind.DATA
+
+
+def _ext_kind(msg: ExtMessage) -> MessageKind:
+    if isinstance(msg, ExtPeers):
+        return MessageKind.EXT_PUSH if msg.push else MessageKind.EXT_PEERS
+    return {
+        ExtRegister: MessageKind.EXT_REGISTER,
+        ExtLeave: MessageKind.EXT_LEAVE,
+        ExtError: MessageKind.EXT_ERROR,
+    }[type(msg)]
+
+
+# --- extension messages --------------------------------------------------------------------
+
+
+def _tlv(tag: int, value: bytes) -> bytes:
+    return struct.pack("!BH", tag, len(value)) + value
+
+
+def _peer_value(peer: PeerInfo) -> bytes:
+    flags = 1 if peer.extended else 0
+    return peer.peer_id + bytes([flags]) + format_endpoint(peer.endpoint).encode()
+
+
+def encode_ext(msg: ExtMessage) -> bytes:
+    """Encode an extension message: HEADER, type byte, then TLV fields."""
+    parts = [HEADER, bytes([_fields_by_type[type(msg)]])]
+    if isinstance(msg, ExtRegister):
+        parts += [_tlv(Tag.SESSION, msg.session), _tlv(Tag.PEER_ID, msg.peer_id)]
+        parts.append(_tlv(Tag.EXPECTED, struct.pack("!H", min(msg.expected, 0xFFFF))))
+    elif isinstance(msg, ExtPeers):
+        parts += [_tlv(Tag.SESSION, msg.session), _tlv(Tag.OBSERVED, msg.observed.text.encode())]
+        if msg.push:
+            parts.append(_tlv(Tag.PUSH, b"\x01"))
+        parts += [_tlv(Tag.PEER, _peer_value(p)) for p in msg.peers]
+    elif isinstance(msg, ExtLeave):
+        parts += [_tlv(Tag.SESSION, msg.session), _tlv(Tag.PEER_ID, msg.peer_id)]
+    else:
+        parts += [_tlv(Tag.ERROR_CODE, bytes([msg.code])), _tlv(Tag.ERROR_TEXT, msg.text.encode())]
+    return b"".join(parts)
+
+
+def _split_tlvs(body: bytes) -> list[tuple[int, bytes]]:
+    fields: list[tuple[int, bytes]] = []
+    pos = 0
+    while pos < len(body):
+        if pos + 3 > len(body):
+            raise MessageError("truncated field header")
+        tag, length = struct.unpack_from("!BH", body, pos)
+        value = body[pos + 3 : pos + 3 + length]
+        if len(value) != length:
+            raise MessageError(f"field {tag} truncated: {len(value)} of {length} bytes")
+        fields.append((tag, value))
+        pos += 3 + length
+    return fields
+
+
+@dataclass
+class _Fields:
+    single: dict[int, bytes] = field(default_factory=dict)
+    peers: list[bytes] = field(default_factory=list)
+
+    def need(self, tag: Tag) -> bytes:
+        if tag not in self.single:
+            raise MessageError(f"missing field {tag.name}")
+        return self.single[tag]
+
+
+def _decode_peer(value: bytes) -> PeerInfo:
+    if len(value) < PEER_ID_LENGTH + 1:
+        raise MessageError("peer entry too short")
+    endpoint = _decode_endpoint(value[PEER_ID_LENGTH + 1 :])
+    return PeerInfo(endpoint, value[:PEER_ID_LENGTH], bool(value[PEER_ID_LENGTH] & 1))
+
+
+def _decode_endpoint(value: bytes) -> Endpoint:
+    try:
+        return parse_endpoint(value.decode("ascii"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise MessageError(f"bad endpoint: {exc}") from exc
+
+
+def _peer_id(fields: _Fields) -> bytes:
+    value = fields.need(Tag.PEER_ID)
+    if len(value) != PEER_ID_LENGTH:
+        raise MessageError(f"peer id must be {PEER_ID_LENGTH} bytes")
+    return value
+
+
+def decode_ext(data: bytes) -> ExtMessage:
+    """Decode an extension message; `MessageError` for anything malformed or unknown."""
+    if len(data) < 6 or data[:4] != MAGIC:
+        raise MessageError("not an extension message")
+    if data[4] != VERSION:
+        raise MessageError(f"unsupported extension version {data[4]}")
+    fields = _Fields()
+    for tag, value in _split_tlvs(data[6:]):
+        if tag == Tag.PEER:
+            fields.peers.append(value)
+        else:
+            fields.single.setdefault(tag, value)
+    kind = data[5]
+    if kind == ExtType.REGISTER:
+        expected = fields.single.get(Tag.EXPECTED, b"\x00\x00")
+        if len(expected) != 2:
+            raise MessageError("expected count must be 2 bytes")
+        return ExtRegister(fields.need(Tag.SESSION), _peer_id(fields), struct.unpack("!H", expected)[0])
+    if kind == ExtType.PEERS:
+        peers = tuple(_decode_peer(v) for v in fields.peers)
+        observed = _decode_endpoint(fields.need(Tag.OBSERVED))
+        return ExtPeers(fields.need(Tag.SESSION), observed, peers, Tag.PUSH in fields.single)
+    if kind == ExtType.LEAVE:
+        return ExtLeave(fields.need(Tag.SESSION), _peer_id(fields))
+    if kind == ExtType.ERROR:
+        code = fields.need(Tag.ERROR_CODE)
+        text = fields.single.get(Tag.ERROR_TEXT, b"").decode("utf-8", "replace")
+        return ExtError(code[0] if code else 0, text)
+    raise MessageError(f"unknown extension type {kind}")

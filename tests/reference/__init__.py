@@ -1,0 +1,1 @@
+"""Python stand-ins for the Go reference implementation (4kills/hole-punching)."""
