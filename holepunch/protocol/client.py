@@ -58,6 +58,9 @@ class PeerClient:
     ) -> None:
         if expected < 0:
             raise ValueError(f"expected must be 0 or more other peers, got {expected}")
+        if peer_id is not None and len(peer_id) != PEER_ID_LENGTH:
+            # Our server drops an ExtRegister with any other length as malformed.
+            raise ValueError(f"peer_id must be {PEER_ID_LENGTH} bytes, got {len(peer_id)}")
         self.server = server
         self.session = bytes(session)
         self.expected = expected

@@ -45,8 +45,10 @@ class ClientConfig:
     """Try the extension first; off sends only the reference's plain registration."""
     extension_attempts: int = 3
     """Extended registrations left unanswered before falling back to the plain protocol."""
-    punch_interval: float = 0.1
-    """Seconds between SYN (or ACK) retransmissions to a peer; never faster than the reference."""
+    punch_interval: float = 0.15
+    """Seconds between SYN (or ACK) retransmissions to a peer. Slower than the reference's 100 ms
+    on purpose: a reference peer restarts its retry timer on every arrival (B4), so equal periods
+    can starve it for good; 150 ms lets its timer fire between our retransmissions."""
     final_ack_delay: float = 0.1
     """Delay of the extra ACK after confirming a peer, which reference peers need to finish (B3)."""
     timeout: float | None = 40.0

@@ -76,6 +76,7 @@ def parse_endpoint(text: str) -> Endpoint:
             raise ValueError(f"missing port in address {text!r}")
         if ":" in host:
             raise ValueError(f"too many colons in address {text!r}")
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+    # isascii(): str.isdigit() also accepts "²" and other scripts' digits, which are no port.
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 <= int(port_text) <= 65535:
         raise ValueError(f"invalid port in address {text!r}")
     return Endpoint(host, int(port_text))

@@ -113,8 +113,8 @@ class ConnectCompleted(Event):
 
     @property
     def complete(self) -> bool:
-        """True when at least the expected number of peers connected and none failed."""
-        return not self.failed and len(self.connected) >= self.expected
+        """True when at least the expected number of peers connected, none failed, and no error."""
+        return not self.reason and not self.failed and len(self.connected) >= self.expected
 
 
 @dataclass(frozen=True, slots=True)

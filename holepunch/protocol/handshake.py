@@ -30,6 +30,8 @@ class Peer:
     connected_at: float | None = None
     last_ack_reply: float = float("-inf")
     last_seen: str = "nothing received"
+    acking_retries: int = 0
+    """Retransmissions sent while ACKING; odd ones are SYN, even ones ACK (see `on_timer`)."""
     sent: int = 0
     received: int = 0
 
@@ -63,8 +65,10 @@ class Handshake:
     def on_datagram(self, peer: Peer, data: bytes, now: float) -> tuple[list[Transmit], bool, bool]:
         """Feed a datagram from `peer`: returns (to send, just connected, is application data)."""
         peer.received += 1
-        if not data or peer.state is PeerState.FAILED:
+        if peer.state is PeerState.FAILED or (not data and peer.state is not PeerState.ACKING):
             return [], False, False  # a keep-alive proves nothing new; a given-up peer stays so
+        # While ACKING, an empty datagram is the peer's keep-alive, sent only once it connected,
+        # so it got our ACK: both directions work (the DATA input), though it carries no data.
         kind = self._input_of(peer, data, now)
         if kind is PeerInput.DATA and peer.state is PeerState.PUNCHING:
             peer.last_seen = "data before any handshake"
@@ -75,7 +79,7 @@ class Handshake:
         out = self._react(peer, kind, before, now)
         if just:
             self._on_connected(peer, now)
-        return out, just, kind is PeerInput.DATA
+        return out, just, kind is PeerInput.DATA and bool(data)
 
     def on_timer(self, peer: Peer, now: float) -> list[Transmit]:
         """Retransmit, send the delayed ACK, or send a keep-alive, whichever is due."""
@@ -84,7 +88,13 @@ class Handshake:
             if peer.state is PeerState.PUNCHING:
                 out.append(self._send(peer, SYN, MessageKind.SYN))
             elif peer.state is PeerState.ACKING:
-                out.append(self._send(peer, ACK, MessageKind.ACK))
+                # Alternate SYN and ACK: a reference peer finishes only on ACK, but a peer of ours
+                # that is already connected (both its ACKs to us lost) ignores ACKs and answers SYN.
+                peer.acking_retries += 1
+                if peer.acking_retries % 2:
+                    out.append(self._send(peer, SYN, MessageKind.SYN))
+                else:
+                    out.append(self._send(peer, ACK, MessageKind.ACK))
             peer.next_send = now + self.config.punch_interval
         if peer.final_ack_at is not None and now >= peer.final_ack_at:
             peer.final_ack_at = None

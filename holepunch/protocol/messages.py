@@ -9,6 +9,7 @@ no textual session ID collides with the magic. Decoders raise `MessageError`, ne
 from __future__ import annotations
 
 import enum
+import ipaddress
 import struct
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -152,9 +153,19 @@ def decode_peer_list(data: bytes) -> list[Endpoint]:
     except UnicodeDecodeError as exc:
         raise MessageError("peer list is not ASCII") from exc
     try:
-        return [parse_endpoint(item) for item in text.split(",")]
+        return [_wire_endpoint(item) for item in text.split(",")]
     except ValueError as exc:
         raise MessageError(str(exc)) from exc
+
+
+def _wire_endpoint(text: str) -> Endpoint:
+    """Parse an endpoint from a datagram: servers list IP literals only, never names to resolve."""
+    endpoint = parse_endpoint(text)
+    try:
+        ipaddress.ip_address(endpoint.host)  # also takes an IPv6 zone, "fe80::1%eth0"
+    except ValueError:
+        raise ValueError(f"host is not an IP address in {text!r}") from None
+    return endpoint
 
 
 def is_extension(data: bytes) -> bool:
@@ -257,7 +268,7 @@ def _decode_peer(value: bytes) -> PeerInfo:
 
 def _decode_endpoint(value: bytes) -> Endpoint:
     try:
-        return parse_endpoint(value.decode("ascii"))
+        return _wire_endpoint(value.decode("ascii"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise MessageError(f"bad endpoint: {exc}") from exc
 
