@@ -83,6 +83,11 @@ class PeerClient:
         self._out: list[Transmit] = []
         self._events: deque[Event] = deque()
 
+    @property
+    def registered(self) -> bool:
+        """True once the server has answered us at all (in either protocol)."""
+        return bool(self.extended) or self._plain_registered
+
     # --- requests -----------------------------------------------------------------------------
 
     def start(self, now: float) -> None:
@@ -110,7 +115,7 @@ class PeerClient:
         """Stop everything; tell an extension-speaking server that we left."""
         if self.state is ClientState.CLOSED:
             return
-        if self.extended and self.state is ClientState.REGISTERING:
+        if self.extended:  # free our slot at once rather than leave others punching a ghost
             leave = encode_ext(ExtLeave(self.session, self.peer_id))
             self._out.append(Transmit(leave, self.server, MessageKind.EXT_LEAVE))
         self._move(ClientTrigger.CLOSE)
@@ -221,7 +226,7 @@ class PeerClient:
             self._drop(self.server, data, f"malformed: {exc}")
             return
         if isinstance(msg, ExtError):
-            self._finish(now, ClientTrigger.REFUSED, f"server refused: {msg.text}")
+            self._finish(now, ClientTrigger.REFUSED, f"server refused: {msg.text}", refused=True)
         elif isinstance(msg, ExtPeers) and msg.session == self.session:
             if not self.extended:
                 self.extended = True
@@ -279,12 +284,12 @@ class PeerClient:
         reason = "timed out waiting for peers" if self.state is ClientState.REGISTERING else "timed out"
         self._finish(now, ClientTrigger.DEADLINE, reason)
 
-    def _finish(self, now: float, trigger: ClientTrigger, reason: str) -> None:
+    def _finish(self, now: float, trigger: ClientTrigger, reason: str, *, refused: bool = False) -> None:
         self._move(trigger)
         self._next_register = self._wait_deadline = self._deadline = None
         connected = tuple(p.endpoint for p in self.peers.values() if p.connected)
         failed = tuple(p.endpoint for p in self.peers.values() if p.state is PeerState.FAILED)
-        self._events.append(ConnectCompleted(connected, failed, self.expected, reason))
+        self._events.append(ConnectCompleted(connected, failed, self.expected, reason, refused))
 
     # --- helpers ------------------------------------------------------------------------------
 

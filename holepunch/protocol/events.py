@@ -110,6 +110,8 @@ class ConnectCompleted(Event):
     failed: tuple[Endpoint, ...]
     expected: int
     reason: str = ""
+    refused: bool = False
+    """True when the server refused the registration (a limit); `reason` has its text."""
 
     @property
     def complete(self) -> bool:

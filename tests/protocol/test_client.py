@@ -187,7 +187,7 @@ def test_the_server_refusing_an_extended_registration_ends_connect() -> None:
     hand = client(config=ClientConfig())
     hand.start(0.0)
     hand.feed(encode_ext(ExtError(3, "session-full")), SERVER, 0.01)
-    assert completed(hand) == [ConnectCompleted((), (), 1, "server refused: session-full")]
+    assert completed(hand) == [ConnectCompleted((), (), 1, "server refused: session-full", refused=True)]
     assert hand.machine.state is ClientState.INCOMPLETE
     assert hand.machine.get_timer() is None  # polling stopped
 

@@ -222,7 +222,7 @@ def test_negative_domain_timeout_disables_expiry(udp) -> None:
 
 
 def test_keepalive_is_zero_bytes_once_per_session_membership(udp) -> None:
-    with GoServer(keepalive=0.25) as srv:
+    with GoServer(keepalive=0.4) as srv:
         a = udp()
         start = time.monotonic()
         ask(a, srv, b"s1")
@@ -231,8 +231,8 @@ def test_keepalive_is_zero_bytes_once_per_session_membership(udp) -> None:
         second = a.recvfrom(65535)
         at = time.monotonic() - start
         assert first == second == (b"", srv.address)
-        assert 0.15 < at < 1.0
-        a.settimeout(0.15)  # same tick: nothing else until the next one
+        assert 0.3 < at < 1.5
+        a.settimeout(0.2)  # same tick: nothing else until the next one
         with pytest.raises(socket.timeout):
             a.recvfrom(65535)
 
@@ -249,13 +249,15 @@ def test_three_go_clients_form_a_full_mesh(server: GoServer) -> None:
             time.sleep(0.15)
         for runner in runners:
             assert runner.join(6.0)
+        time.sleep(0.25)  # let the delayed ACKs go out
         for client, runner in zip(clients, runners):
             assert runner.error is None, runner.error
             others = {c.local_address for c in clients if c is not client}
             assert runner.result is not None and set(runner.result) == others
             assert not client.hung
-            acks = [p for _, dest, p in client.sent if p == b"ACK"]
-            assert len(acks) >= 4  # per pair: ACK at once + delayed ACK (at least)
+            for other in others:  # every worker finished: ACK at once + delayed ACK
+                acks = [t for t, dest, p in client.sent if p == b"ACK" and dest == other]
+                assert len(acks) >= 2 and acks[-1] - acks[-2] >= 0.07
             assert client.deadline is not None and client.deadline > time.monotonic()
     finally:
         for client in clients:
@@ -362,8 +364,8 @@ def test_syn_turns_into_ack_only_at_next_tick_and_fast_syns_starve_it(
         end = time.monotonic() + 0.5
         while time.monotonic() < end:
             peer.sendto(b"SYN", ("127.0.0.1", port))
+            t_last = time.monotonic()
             time.sleep(0.03)
-        t_last = time.monotonic()
         assert len(client.sent) == before
         src, t_ack = recv_payload(peer, b"ACK")
         assert src == client.local_address and t_ack - t_last >= 0.07

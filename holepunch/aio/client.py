@@ -1,0 +1,481 @@
+"""Peer side over a real UDP socket: `connect()` punches, the returned `Mesh` carries data.
+
+Rule: all protocol decisions are in `holepunch.protocol.client.PeerClient`; this module resolves
+the server, binds one socket (used for registration, handshake and data alike, as the reference
+does), runs the driver and hands application data to the caller. A partial result is not an
+exception: `mesh.complete` says whether every expected peer connected, and the caller decides.
+`ConnectError` (an `OSError`) is raised only when there is nothing to work with: the server
+refused us, could not be resolved, or never answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import socket
+import threading
+from collections.abc import Coroutine, Generator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Callable, TypeVar
+
+from ..protocol.client import PeerClient
+from ..protocol.config import ClientConfig
+from ..protocol.endpoint import Endpoint
+from ..protocol.events import (
+    ConnectCompleted, DataReceived, DatagramDropped, Event, PeerConnected, PeerFailed,
+)
+from ..protocol.handshake import Peer
+from ..protocol.messages import MAX_ID_LENGTH
+from ..protocol.states import PeerState
+from ..trace import Trace
+from .driver import AddressLike, Driver, DriverStats, bind_host_for, open_udp_socket, parse_address, resolve
+
+log = logging.getLogger("holepunch.client")
+
+INBOX_LIMIT = 4096
+"""Datagrams queued for `recv()` at most; beyond that new ones are dropped, as a full socket would."""
+
+T = TypeVar("T")
+Socket = socket.socket  # an alias: inside Mesh, `socket` names the property
+
+
+class ConnectError(OSError):
+    """Connect could not even start: the server refused, could not be resolved, or never answered."""
+
+
+class MeshClosed(ConnectionError):
+    """The mesh was closed or detached: nothing more can be sent or received through it."""
+
+
+@dataclass(frozen=True)
+class PeerStatus:
+    """A snapshot of one peer: where it is, how the handshake went, and why it failed if it did."""
+
+    endpoint: Endpoint
+    state: PeerState
+    elapsed: float | None
+    """Seconds from our first SYN to the confirmed handshake; None unless connected."""
+    reason: str
+    """Why the peer failed; empty unless it did."""
+    extended: bool
+    """The server listed this peer as speaking our extension."""
+    sent: int
+    received: int
+
+    @property
+    def connected(self) -> bool:
+        """True once datagrams are proven to flow both ways."""
+        return self.state is PeerState.CONNECTED
+
+    @classmethod
+    def of(cls, peer: Peer) -> "PeerStatus":
+        """Snapshot a protocol `Peer` record."""
+        elapsed = None if peer.connected_at is None else peer.connected_at - peer.started
+        reason = ""
+        if peer.state is PeerState.FAILED:
+            seen = peer.last_seen
+            reason = "timed out, " + (seen if seen == "nothing received" else f"last received {seen}")
+        return cls(peer.endpoint, peer.state, elapsed, reason, peer.info.extended, peer.sent, peer.received)
+
+
+class Mesh:
+    """The peers of one session and the socket that reaches them; keep-alives run while open."""
+
+    def __init__(self, machine: PeerClient, sock: Socket, *, trace: Trace | None, actor: str) -> None:
+        self.machine = machine
+        self._driver = Driver(machine, sock, self._on_event, trace=trace, actor=actor)
+        self._completed: asyncio.Future[ConnectCompleted] = asyncio.get_running_loop().create_future()
+        self._inbox: asyncio.Queue[tuple[Endpoint, bytes] | None] = asyncio.Queue()
+        self._closed = False
+        self.inbox_dropped = 0
+        """Datagrams dropped because nobody called `recv()` and the inbox was full."""
+
+    # --- inspection ---------------------------------------------------------------------------
+
+    @property
+    def registered(self) -> bool:
+        """True once the server answered a registration."""
+        return self.machine.registered
+
+    @property
+    def peers(self) -> list[PeerStatus]:
+        """Every punched peer, connected or not, in the server's listing order."""
+        return [PeerStatus.of(peer) for peer in self.machine.peers.values()]
+
+    @property
+    def connected(self) -> list[Endpoint]:
+        """The peers datagrams flow to and from."""
+        return [ep for ep, peer in self.machine.peers.items() if peer.connected]
+
+    @property
+    def result(self) -> ConnectCompleted:
+        """How connect ended: connected and failed peers, expected count, reason."""
+        return self._completed.result()
+
+    @property
+    def complete(self) -> bool:
+        """True when at least the expected number of peers connected, none failed, nothing went wrong."""
+        return self.result.complete
+
+    @property
+    def public_endpoint(self) -> Endpoint | None:
+        """Our address as the server saw it (known only when it speaks the extension)."""
+        return self.machine.public_endpoint
+
+    @property
+    def extended(self) -> bool | None:
+        """Whether the server speaks our extension; None if it never answered."""
+        return self.machine.extended
+
+    @property
+    def socket(self) -> Socket:
+        """The UDP socket (non-blocking). Read it yourself only after `detach()`."""
+        return self._driver.sock
+
+    @property
+    def local(self) -> Endpoint:
+        """The address our socket is bound to."""
+        return self._driver.local
+
+    @property
+    def io_stats(self) -> DriverStats:
+        """Socket counters: datagrams received and sent, sends the kernel refused."""
+        return self._driver.stats
+
+    @property
+    def trace(self) -> Trace | None:
+        """The trace being recorded, if tracing was asked for."""
+        return self._driver.trace
+
+    @property
+    def closed(self) -> bool:
+        """True after `close()` or `detach()`."""
+        return self._closed
+
+    # --- data ---------------------------------------------------------------------------------
+
+    def send(self, peer: AddressLike, data: bytes) -> None:
+        """Send one datagram to a connected peer now; `ValueError` if it is not connected."""
+        if self._closed:
+            raise MeshClosed("the mesh is closed")
+        self.machine.send(as_endpoint(peer), data)
+        self._driver.pump(self._driver.now())
+
+    async def recv(self) -> tuple[Endpoint, bytes]:
+        """The next application datagram as (peer, data); keep-alives and handshakes never show."""
+        item = await self._inbox.get()
+        if item is None:
+            self._inbox.put_nowait(None)  # wake the next waiter too
+            raise MeshClosed("the mesh is closed")
+        return item
+
+    def __aiter__(self) -> "Mesh":
+        return self
+
+    async def __anext__(self) -> tuple[Endpoint, bytes]:
+        try:
+            return await self.recv()
+        except MeshClosed:
+            raise StopAsyncIteration from None
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    def detach(self) -> Socket:
+        """Stop reading and keep-alives and hand the socket over: do as you please with it."""
+        if self._closed:
+            raise MeshClosed("the mesh is closed")
+        self._driver.stop()
+        self._finish()
+        return self._driver.sock
+
+    async def close(self) -> None:
+        """Send pending final ACKs (reference peers need them, B3), then close the socket."""
+        if self._closed:
+            return
+        await self._flush_final_acks()
+        if self._closed:  # closed or detached while we waited
+            return
+        driver = self._driver
+        self.machine.close(driver.now())
+        driver.pump(driver.now())
+        driver.stop()
+        driver.sock.close()
+        self._finish()
+
+    async def __aenter__(self) -> "Mesh":
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        done = self._completed.done() and not self._completed.cancelled()
+        state = "closed" if self._closed else self.machine.state.value
+        return f"<Mesh {self.local} {state}, {len(self.connected)} connected{'' if done else ', connecting'}>"
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        self.machine.start(self._driver.now())
+        self._driver.start()
+
+    def _finish(self) -> None:
+        self._closed = True
+        self._inbox.put_nowait(None)
+        if not self._completed.done():
+            self._completed.cancel()
+
+    async def _flush_final_acks(self) -> None:
+        due = [p.final_ack_at for p in self.machine.peers.values() if p.final_ack_at is not None]
+        if due:
+            await asyncio.sleep(max(due) - self._driver.now() + 0.002)
+
+    def _on_event(self, event: Event) -> None:
+        match event:
+            case DataReceived(peer, data):
+                if self._inbox.qsize() < INBOX_LIMIT:
+                    self._inbox.put_nowait((peer, data))
+                else:
+                    self.inbox_dropped += 1
+            case ConnectCompleted():
+                if not self._completed.done():
+                    self._completed.set_result(event)
+            case PeerConnected(peer, elapsed):
+                log.info("connected to %s in %.1f ms", peer, elapsed * 1000)
+            case PeerFailed(peer, reason):
+                log.info("gave up on %s (last received: %s)", peer, reason)
+            case DatagramDropped(source, size, reason):
+                log.debug("dropped %d bytes from %s: %s", size, source, reason)
+
+
+# --- connect ---------------------------------------------------------------------------------------
+
+
+class _Connecting:
+    """What `connect()` returns: await it for a `Mesh`, or use it as `async with`."""
+
+    def __init__(self, opener: Callable[[], Coroutine[Any, Any, Mesh]]) -> None:
+        self._opener = opener
+        self._mesh: Mesh | None = None
+
+    def __await__(self) -> Generator[Any, None, Mesh]:
+        return self._opener().__await__()
+
+    async def __aenter__(self) -> Mesh:
+        self._mesh = await self._opener()
+        return self._mesh
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._mesh is not None:
+            await self._mesh.close()
+
+
+def connect(
+    server: AddressLike,
+    session: str | bytes,
+    peers: int = 1,
+    *,
+    timeout: float | None = 40.0,
+    wait_timeout: float | None = None,
+    config: ClientConfig | None = None,
+    bind: tuple[str, int] = ("0.0.0.0", 0),
+    trace: Trace | None = None,
+    actor: str = "peer",
+) -> _Connecting:
+    """Meet `peers` other peers of `session` through `server` and punch a hole to each.
+
+    Use `mesh = await connect(...)` or `async with connect(...) as mesh:`. It resolves when
+    every listed peer connected or `timeout` passed; `wait_timeout` stops waiting for the full
+    `peers` count and punches the ones listed so far. `timeout` and `wait_timeout` override
+    those fields of `config`. Raises `ConnectError` if the server refused or never answered.
+    """
+    target = parse_address(server)
+    session_bytes = session_id(session)
+    if peers < 0:
+        raise ValueError(f"peers is the number of OTHER peers, 0 or more; got {peers}")
+    cfg = dataclasses.replace(config or ClientConfig(), timeout=timeout, wait_timeout=wait_timeout)
+
+    async def opener() -> Mesh:
+        try:
+            address = await resolve(target)
+        except socket.gaierror as exc:
+            raise ConnectError(f"cannot resolve the server host {target.host!r}: {exc.strerror}") from exc
+        sock = open_udp_socket(bind_host_for(bind[0], address), bind[1])
+        try:
+            mesh = Mesh(PeerClient(address, session_bytes, peers, cfg), sock, trace=trace, actor=actor)
+        except BaseException:
+            sock.close()
+            raise
+        return await _run_connect(mesh, address)
+
+    return _Connecting(opener)
+
+
+async def _run_connect(mesh: Mesh, server: Endpoint) -> Mesh:
+    """Start the machine and wait for ConnectCompleted; close and raise if it is no use at all."""
+    try:
+        mesh._start()
+        result = await mesh._completed
+    except BaseException:
+        await mesh.close()
+        raise
+    if result.refused:
+        await mesh.close()
+        raise ConnectError(f"{server} {result.reason[len('server '):]}")
+    if not mesh.machine.registered:
+        await mesh.close()
+        raise ConnectError(f"no answer from the rendezvous server {server} ({result.reason})")
+    return mesh
+
+
+def session_id(session: str | bytes) -> bytes:
+    """A session ID as wire bytes: text is UTF-8 encoded, bytes are used as they are."""
+    if isinstance(session, str):
+        data = session.encode("utf-8")
+    elif isinstance(session, (bytes, bytearray, memoryview)):
+        data = bytes(session)
+    else:
+        raise TypeError(f"session must be str or bytes, not {type(session).__name__}")
+    if len(data) > MAX_ID_LENGTH:
+        raise ValueError(f"session ID is {len(data)} bytes; servers accept at most {MAX_ID_LENGTH}")
+    return data
+
+
+def as_endpoint(peer: AddressLike) -> Endpoint:
+    """A peer given as Endpoint, (host, port) or "host:port" text."""
+    if isinstance(peer, Endpoint):
+        return peer
+    if isinstance(peer, str):
+        return Endpoint.parse(peer)
+    return Endpoint(str(peer[0]), int(peer[1]))
+
+
+# --- blocking wrapper ------------------------------------------------------------------------------
+
+
+class _LoopThread:
+    """An event loop in a daemon thread, so blocking callers work even inside Jupyter's loop."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="holepunch-loop", daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` on the loop thread and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Call `fn` on the loop thread (the machine is not thread-safe) and return its result."""
+        if self.loop.is_closed():
+            return fn(*args)  # nothing runs concurrently any more
+
+        async def call() -> T:
+            return fn(*args)
+
+        return self.run(call())
+
+    def stop(self) -> None:
+        """Stop the loop and wait for the thread."""
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
+
+
+def _mirror(name: str) -> Any:
+    """A read-only property of `BlockingMesh` that reads `Mesh.<name>` on the loop thread."""
+    def get(self: "BlockingMesh") -> Any:
+        return self._runner.call(getattr, self._mesh, name)
+    return property(get, doc=f"As `Mesh.{name}`.")
+
+
+class BlockingMesh:
+    """A `Mesh` for scripts and notebooks: the same operations, blocking, with timeouts."""
+
+    def __init__(self, mesh: Mesh, runner: _LoopThread) -> None:
+        self._mesh = mesh
+        self._runner = runner
+
+    peers = _mirror("peers")
+    connected = _mirror("connected")
+    complete = _mirror("complete")
+    result = _mirror("result")
+    public_endpoint = _mirror("public_endpoint")
+    extended = _mirror("extended")
+    socket = _mirror("socket")
+    local = _mirror("local")
+    closed = _mirror("closed")
+
+    def send(self, peer: AddressLike, data: bytes) -> None:
+        """Send one datagram to a connected peer."""
+        self._runner.call(self._mesh.send, peer, data)
+
+    def recv(self, timeout: float | None = None) -> tuple[Endpoint, bytes]:
+        """The next application datagram; `TimeoutError` after `timeout` seconds."""
+        async def recv() -> tuple[Endpoint, bytes]:
+            try:
+                return await asyncio.wait_for(self._mesh.recv(), timeout)
+            except asyncio.TimeoutError:
+                raise TimeoutError(f"nothing received within {timeout} s") from None
+
+        return self._runner.run(recv())
+
+    def detach(self) -> Socket:
+        """Hand the socket over (see `Mesh.detach`) and stop the background loop."""
+        sock = self._runner.call(self._mesh.detach)
+        self._runner.stop()
+        return sock
+
+    def close(self) -> None:
+        """Close the mesh and stop the background loop; safe to call twice."""
+        if not self._runner.loop.is_closed():
+            self._runner.run(self._mesh.close())
+            self._runner.stop()
+
+    def __enter__(self) -> "BlockingMesh":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Blocking{self._mesh!r}>"
+
+
+def connect_blocking(
+    server: AddressLike,
+    session: str | bytes,
+    peers: int = 1,
+    *,
+    timeout: float | None = 40.0,
+    wait_timeout: float | None = None,
+    config: ClientConfig | None = None,
+    bind: tuple[str, int] = ("0.0.0.0", 0),
+    trace: Trace | None = None,
+    actor: str = "peer",
+) -> BlockingMesh:
+    """`connect()` for code without an event loop, or inside Jupyter's: blocks until done.
+
+    The mesh runs on its own event loop in a background thread until `close()`.
+    """
+    opening = connect(  # validates the arguments here, in the caller's thread
+        server, session, peers, timeout=timeout, wait_timeout=wait_timeout, config=config,
+        bind=bind, trace=trace, actor=actor,
+    )
+    runner = _LoopThread()
+    try:
+        mesh = runner.run(_await(opening))
+    except BaseException:
+        runner.stop()
+        raise
+    return BlockingMesh(mesh, runner)
+
+
+async def _await(opening: _Connecting) -> Mesh:
+    return await opening

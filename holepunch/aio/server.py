@@ -1,0 +1,117 @@
+"""The rendezvous server over a real UDP socket: `await serve(...)` returns a running `Server`.
+
+Rule: all protocol decisions are in `holepunch.protocol.server.RendezvousServer`; this module
+binds the socket, runs the driver and turns events into log lines (joins and leaves at INFO,
+drops at DEBUG, on the "holepunch.server" logger).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+
+from ..protocol.config import ServerConfig
+from ..protocol.endpoint import Endpoint
+from ..protocol.events import DatagramDropped, Event, PeerJoined, PeerLeft, RegistrationRefused
+from ..protocol.server import RendezvousServer, ServerStats
+from ..trace import Trace
+from .driver import Driver, DriverStats, enlarge_buffers, open_udp_socket, session_text
+
+log = logging.getLogger("holepunch.server")
+
+
+class Server:
+    """A running rendezvous server; stop it with `await close()` or `async with server:`."""
+
+    def __init__(self, machine: RendezvousServer, driver: Driver) -> None:
+        self.machine = machine
+        self._driver = driver
+        self._closed = asyncio.get_running_loop().create_future()
+
+    @property
+    def address(self) -> Endpoint:
+        """The address actually bound (the real port when asked for port 0)."""
+        return self._driver.local
+
+    @property
+    def stats(self) -> ServerStats:
+        """Protocol counters: registrations, replies, pushes, refusals and drops by reason."""
+        return self.machine.stats
+
+    @property
+    def io_stats(self) -> DriverStats:
+        """Socket counters: datagrams received and sent, and sends the kernel refused."""
+        return self._driver.stats
+
+    @property
+    def trace(self) -> Trace | None:
+        """The trace being recorded, if tracing was asked for."""
+        return self._driver.trace
+
+    @property
+    def closed(self) -> bool:
+        """True once `close()` has run."""
+        return self._closed.done()
+
+    async def close(self) -> None:
+        """Stop serving and close the socket; safe to call twice."""
+        if self._closed.done():
+            return
+        self._driver.stop()
+        self._driver.sock.close()
+        self._closed.set_result(None)
+        log.info("server on %s stopped", self.address)
+
+    async def serve_forever(self) -> None:
+        """Wait until the server is closed (from another task or a signal handler)."""
+        await asyncio.shield(self._closed)
+
+    async def __aenter__(self) -> "Server":
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "serving"
+        return f"<Server {self.address} {state}, {self.machine.member_count} members>"
+
+
+async def serve(
+    host: str = "0.0.0.0",
+    port: int = 5000,
+    *,
+    config: ServerConfig | None = None,
+    trace: Trace | None = None,
+) -> Server:
+    """Bind `host:port` (port 0 picks a free one) and start serving; returns the running server."""
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port must be 0-65535, got {port}")
+    sock = open_udp_socket(host, port)
+    enlarge_buffers(sock)
+    loop = asyncio.get_running_loop()
+    machine = RendezvousServer(config, now=loop.time())
+    driver = Driver(machine, sock, _log_event, trace=trace, actor="server")
+    server = Server(machine, driver)
+    driver.start()
+    log.info("server listening on %s", server.address)
+    return server
+
+
+def _log_event(event: Event) -> None:
+    """Joins, leaves and refusals at INFO; drops at DEBUG (they can come by the thousand)."""
+    if not log.isEnabledFor(logging.INFO):  # cached check: nearly free at 80k events a second
+        return
+    match event:
+        case PeerJoined(session, endpoint, extended, members):
+            how = "extension" if extended else "plain"
+            log.info("%s joined %s (%s, %d member%s)", endpoint, session_text(session), how, members, "s"[members == 1:])
+        case PeerLeft(session, endpoint, reason):
+            log.info("%s left %s (%s)", endpoint, session_text(session), reason)
+        case RegistrationRefused(session, source, reason):
+            log.info("refused %s in %s: %s", source, session_text(session), reason)
+        case DatagramDropped(source, size, reason):
+            log.debug("dropped %d bytes from %s: %s", size, source, reason)

@@ -1,0 +1,306 @@
+"""The `holepunch` command: server, connect, chat and demo.
+
+Rule: testable (`main(argv) -> int`, never `sys.exit` inside), results on stdout, logs on stderr,
+`-v` counts (INFO, then DEBUG). Bad arguments give one line on stderr saying what is wrong and
+how to fix it, and exit code 2; a failed run exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+
+from .protocol.endpoint import Endpoint
+
+if TYPE_CHECKING:  # the asyncio layer is imported only by the commands that need it
+    from .aio.client import Mesh
+
+log = logging.getLogger("holepunch.cli")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (argparse prints the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+# --- argument types: each says what is wrong and how to fix it -------------------------------------
+
+
+def server_address(text: str) -> Endpoint:
+    """SERVER as HOST:PORT."""
+    from .aio.driver import parse_address
+
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def peer_count(text: str) -> int:
+    """--peers: how many OTHER peers to meet."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give the number of other peers") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; give the number of OTHER peers, 0 or more")
+    return value
+
+
+def seconds(text: str) -> float:
+    """A timeout in seconds, positive."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a positive number of seconds, e.g. 10")
+    return value
+
+
+def port_number(text: str) -> int:
+    """--port: 0 to 65535 (0 picks a free port)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number; use 0-65535") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is out of range; use 0-65535 (0 picks a free port)")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser with its four subcommands."""
+    parser = _Parser(prog="holepunch", description="UDP NAT hole punching: rendezvous server and peers.")
+    verbose = _Parser(add_help=False)
+    verbose.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr (-v, -vv)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    srv = sub.add_parser("server", parents=[verbose], help="run a rendezvous server")
+    srv.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0; '::' for dual-stack)")
+    srv.add_argument("--port", type=port_number, default=5000, help="UDP port (default 5000; 0 picks one)")
+
+    for name, text in (("connect", "punch holes to the other peers and report"), ("chat", "chat with the other peers")):
+        cmd = sub.add_parser(name, parents=[verbose], help=text)
+        cmd.add_argument("server", type=server_address, metavar="SERVER", help="rendezvous server as HOST:PORT")
+        cmd.add_argument("session", metavar="SESSION", help="session ID shared by the peers (UTF-8 text)")
+        cmd.add_argument("--peers", type=peer_count, required=True, help="number of OTHER peers to meet")
+        cmd.add_argument("--timeout", type=seconds, default=40.0, help="give up after this many seconds (default 40)")
+        cmd.add_argument("--wait-timeout", type=seconds, help="punch the peers found so far after this many seconds")
+    sub.choices["connect"].add_argument("--json", action="store_true", help="print one JSON document")
+
+    demo = sub.add_parser("demo", parents=[verbose], help="a server and peers on this machine, as a timeline")
+    demo.add_argument("--peers", type=_demo_peers, default=3, help="number of peers (default 3)")
+    demo.add_argument("--host", default="127.0.0.1", help="address for everything (default 127.0.0.1)")
+    demo.add_argument("--receives", action="store_true", help="show receives in the timeline too")
+    return parser
+
+
+def _demo_peers(text: str) -> int:
+    from .demo import MAX_PEERS
+
+    value = peer_count(text)
+    if not 2 <= value <= MAX_PEERS:
+        raise argparse.ArgumentTypeError(f"{value} peers: the demo needs 2 to {MAX_PEERS} (one letter each)")
+    return value
+
+
+# --- entry point ----------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 ok, 1 failed, 2 bad arguments)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help (0) and on errors (2)
+        return exc.code if isinstance(exc.code, int) else 2
+    verbosity = args.verbose + (1 if args.command == "server" else 0)  # the server logs joins by default
+    library = logging.getLogger("holepunch")
+    handler, old_level = _log_to_stderr(library, verbosity), library.level
+    try:
+        return _COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+    finally:  # main() may run many times in one process (tests, notebooks): leave no trace
+        library.removeHandler(handler)
+        library.setLevel(old_level)
+
+
+def _log_to_stderr(library: logging.Logger, verbosity: int) -> logging.Handler:
+    """Send "holepunch.*" logs to stderr: WARNING, then INFO with -v, DEBUG with -vv."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    library.setLevel(max(logging.DEBUG, logging.WARNING - 10 * verbosity))
+    library.addHandler(handler)
+    return handler
+
+
+def _fail(command: str, message: str) -> int:
+    print(f"holepunch {command}: error: {message}", file=sys.stderr)
+    return 1
+
+
+# --- server ---------------------------------------------------------------------------------------
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    """Serve until Ctrl-C or SIGTERM; exit 0 when stopped that way."""
+    try:
+        return asyncio.run(_serve(args.host, args.port))
+    except KeyboardInterrupt:  # no signal handlers (not the main thread, or Windows)
+        return 0
+    except OSError as exc:
+        return _fail("server", f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}")
+
+
+async def _serve(host: str, port: int) -> int:
+    from .aio.server import serve
+
+    server = await serve(host, port)
+    print(f"holepunch server listening on {server.address}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, stop.set)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+    try:
+        await stop.wait()
+    finally:
+        await server.close()
+    return 0
+
+
+# --- connect --------------------------------------------------------------------------------------
+
+
+def cmd_connect(args: argparse.Namespace) -> int:
+    """Punch, print one line per peer (or JSON), exit 0 only if every expected peer connected."""
+    try:
+        report = asyncio.run(_connect_report(args))
+    except (OSError, ValueError) as exc:  # ConnectError is an OSError
+        return _fail("connect", str(exc))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for line in _report_lines(report):
+            print(line)
+    return 0 if report["complete"] else 1
+
+
+async def _connect_report(args: argparse.Namespace) -> dict[str, Any]:
+    from .aio.client import connect
+
+    mesh = await connect(args.server, args.session, args.peers, timeout=args.timeout, wait_timeout=args.wait_timeout)
+    async with mesh:
+        return {
+            "server": str(args.server),
+            "session": args.session,
+            "expected": args.peers,
+            "public_endpoint": None if mesh.public_endpoint is None else str(mesh.public_endpoint),
+            "extended": mesh.extended,
+            "complete": mesh.complete and len(mesh.connected) >= args.peers,
+            "reason": mesh.result.reason,
+            "listed": len(mesh.machine.listed),
+            "peers": [
+                {
+                    "endpoint": str(p.endpoint),
+                    "state": p.state.value,
+                    "connected": p.connected,
+                    "elapsed_ms": None if p.elapsed is None else round(p.elapsed * 1000, 3),
+                    "reason": p.reason,
+                }
+                for p in mesh.peers
+            ],
+        }
+
+
+def _report_lines(report: dict[str, Any]) -> list[str]:
+    lines = []
+    for peer in report["peers"]:
+        if peer["connected"]:
+            lines.append(f"connected {peer['endpoint']} in {peer['elapsed_ms']:.1f} ms")
+        else:
+            lines.append(f"failed {peer['endpoint']}: {peer['reason'] or peer['state']}")
+    missing = report["expected"] - len(report["peers"])
+    if missing > 0:
+        why = f" ({report['reason']})" if report["reason"] else ""
+        lines.append(f"missing {missing} of {report['expected']} expected peers: the server listed {report['listed']}{why}")
+    return lines
+
+
+# --- chat -----------------------------------------------------------------------------------------
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """Connect, then send each stdin line to every peer and print what they send; EOF quits."""
+    try:
+        return asyncio.run(_chat(args, sys.stdin, sys.stdout))
+    except (OSError, ValueError) as exc:  # ConnectError is an OSError
+        return _fail("chat", str(exc))
+
+
+async def _chat(args: argparse.Namespace, lines_in: TextIO, out: TextIO) -> int:
+    from .aio.client import connect
+
+    async with connect(args.server, args.session, args.peers, timeout=args.timeout, wait_timeout=args.wait_timeout) as mesh:
+        if not mesh.connected:
+            return _fail("chat", f"no peer connected ({mesh.result.reason or 'nobody else listed'})")
+        peers = ", ".join(str(p) for p in mesh.connected)
+        print(f"chatting with {len(mesh.connected)} peer(s): {peers}; Ctrl-D quits", file=sys.stderr)
+        printer = asyncio.create_task(_print_incoming(mesh, out))
+        try:
+            async for line in _read_lines(lines_in):
+                for peer in mesh.connected:
+                    mesh.send(peer, line.encode())
+        finally:
+            printer.cancel()
+    return 0
+
+
+async def _print_incoming(mesh: "Mesh", out: TextIO) -> None:
+    async for peer, data in mesh:
+        print(f"<{peer}> {data.decode('utf-8', 'replace')}", file=out, flush=True)
+
+
+async def _read_lines(stream: TextIO) -> AsyncIterator[str]:
+    """Lines of a blocking text stream, read by a daemon thread (works for ttys, pipes and files)."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def reader() -> None:
+        for line in stream:
+            loop.call_soon_threadsafe(queue.put_nowait, line.rstrip("\r\n"))
+        loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    threading.Thread(target=reader, name="holepunch-stdin", daemon=True).start()
+    while (line := await queue.get()) is not None:
+        yield line
+
+
+# --- demo -----------------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the in-process demo and print its timeline; exit 0 if every peer connected."""
+    from .demo import format_report, run_demo
+
+    try:
+        result = asyncio.run(run_demo(args.peers, args.host))
+    except OSError as exc:
+        return _fail("demo", f"cannot run on {args.host}: {exc}")
+    print("\n".join(format_report(result, receives=args.receives)))
+    return 0 if result.ok else 1
+
+
+_COMMANDS = {"server": cmd_server, "connect": cmd_connect, "chat": cmd_chat, "demo": cmd_demo}
