@@ -1,1 +1,53 @@
-"""simulator"""
+"""simulator: a deterministic discrete-event network with NATs that runs the real protocol code.
+
+Rule: simulated peers and the rendezvous server are the very `holepunch.protocol` machines,
+driven by `MachineDriver`; the simulator adds only time, links, NATs and a trace. Importing it
+loads no asyncio, socket, plotting, widget or networkx module (networkx: inside `graph()` only).
+
+    >>> from simulator import FULL_CONE, SYMMETRIC, run_punch
+    >>> run_punch(FULL_CONE, SYMMETRIC).connected
+    False
+"""
+
+from __future__ import annotations
+
+from .driver import Machine, MachineDriver, describe_event
+from .link import LinkProfile, Link
+from .nat import (
+    EXPIRED,
+    FILTERED,
+    HAIRPIN_OFF,
+    NO_MAPPING,
+    Filtering,
+    Mapping,
+    MappingRow,
+    NatBehavior,
+    NatTable,
+    NatVerdict,
+    PortAllocation,
+)
+from .network import LOST, NO_ROUTE, Host, NatBox, Network, Realm
+from .outcome import Outcome, PairResult, QuietOutcome
+from .packet import Packet
+from .presets import (
+    FULL_CONE,
+    LINUX_MASQUERADE,
+    NO_NAT,
+    PORT_RESTRICTED_CONE,
+    PRESETS,
+    RESTRICTED_CONE,
+    SYMMETRIC,
+    preset,
+)
+from .scenarios import Scenario, format_grid, mesh, nat_grid, quiet_period, run_punch, two_peers
+from .scheduler import Handle, Scheduler
+
+__all__ = [
+    "EXPIRED", "FILTERED", "FULL_CONE", "Filtering", "HAIRPIN_OFF", "Handle", "Host",
+    "LINUX_MASQUERADE", "LOST", "Link", "LinkProfile", "Machine", "MachineDriver", "Mapping",
+    "MappingRow", "NO_MAPPING", "NO_NAT", "NO_ROUTE", "NatBehavior", "NatBox", "NatTable",
+    "NatVerdict", "Network", "Outcome", "PORT_RESTRICTED_CONE", "PRESETS", "Packet", "PairResult",
+    "PortAllocation", "QuietOutcome", "RESTRICTED_CONE", "Realm", "SYMMETRIC", "Scenario",
+    "Scheduler", "describe_event", "format_grid", "mesh", "nat_grid", "preset", "quiet_period",
+    "run_punch", "two_peers",
+]

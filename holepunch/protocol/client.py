@@ -196,7 +196,8 @@ class PeerClient:
 
     def _from_server(self, data: bytes, now: float) -> None:
         if self.state is not ClientState.REGISTERING:
-            self._drop(self.server, data, "late server reply")
+            if data:  # 0-byte datagrams are the server's keep-alives: expected, not worth an event
+                self._drop(self.server, data, "late server reply")
         elif is_extension(data):
             self._from_server_ext(data, now)
         elif self.extended is None:

@@ -30,6 +30,7 @@ class Peer:
     connected_at: float | None = None
     last_ack_reply: float = float("-inf")
     last_seen: str = "nothing received"
+    data_seen: bool = False
     acking_retries: int = 0
     """Retransmissions sent while ACKING; odd ones are SYN, even ones ACK (see `on_timer`)."""
     sent: int = 0
@@ -111,10 +112,13 @@ class Handshake:
 
     def _input_of(self, peer: Peer, data: bytes, now: float) -> PeerInput:
         if data == SYN or data == ACK:
+            # Until the peer sends real data it may still be punching (its ACKs to us lost), so its
+            # SYN/ACK stay handshake; after that only the linger window keeps them so.
             lingering = peer.connected_at is None or now - peer.connected_at <= self.config.handshake_linger
-            if lingering:
+            if lingering or not peer.data_seen:
                 peer.last_seen = data.decode()
                 return PeerInput.SYN if data == SYN else PeerInput.ACK
+        peer.data_seen = True
         return PeerInput.DATA
 
     def _react(self, peer: Peer, kind: PeerInput, before: PeerState, now: float) -> list[Transmit]:
