@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "connect": "holepunch.aio.client",
-    "connect_blocking": "holepunch.aio.client",
+    "connect_blocking": "holepunch.aio.blocking",
     "Mesh": "holepunch.aio.client",
     "serve": "holepunch.aio.server",
     "Server": "holepunch.aio.server",

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 
-from .client import BlockingMesh, ConnectError, Mesh, MeshClosed, PeerStatus, connect, connect_blocking
+from .blocking import BlockingMesh, connect_blocking
+from .client import ConnectError, Mesh, MeshClosed, PeerStatus, connect
 from .driver import Driver, DriverStats
 from .server import Server, serve
 
