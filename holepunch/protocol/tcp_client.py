@@ -1,0 +1,742 @@
+"""The TCP peer client as a sans-IO state machine: it asks for sockets and reads what became of them.
+
+Rule: the core cannot run a TCP handshake, so it emits intents (connect from port P to X, listen
+on P, write, close) and consumes their results. Every peer stream proves who is on it with HELLO;
+the peer with the lower peer id is controlling (as in ICE, RFC 8445 §8.1.1) and keeps the first
+stream it verifies by sending SELECT on it, so both sides keep the same stream and close the rest.
+A SYN answered with RST is retried every `retry_interval` until the deadline (RFC 5382 §7.1);
+other failures back off. Registration has the UDP client's expected-count and timeout rules.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import random
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+from .config import _not_negative, _positive
+from .endpoint import Endpoint
+from .events import (
+    ConnectCompleted,
+    DatagramDropped,
+    DataReceived,
+    Event,
+    PeerConnected,
+    PeerFailed,
+    PeerListReceived,
+    PunchingStarted,
+    Registered,
+)
+from .messages import (
+    PEER_ID_LENGTH,
+    ExtError,
+    ExtLeave,
+    ExtPeers,
+    ExtRegister,
+    MessageError,
+    PeerInfo,
+)
+from .states import CLIENT_TRANSITIONS, ClientState, ClientTrigger, TransitionError
+from .tcp_messages import (
+    DEFAULT_MAX_FRAME,
+    Close,
+    Connect,
+    ConnId,
+    FrameDecoder,
+    Hello,
+    Intent,
+    Listen,
+    Retry,
+    Select,
+    StopListening,
+    TcpFrame,
+    Write,
+    encode_frame,
+    explain_errno,
+    frame_kind,
+    session_token,
+)
+
+# --- states and transition tables ------------------------------------------------------------
+
+
+class TcpTrigger(enum.Enum):
+    """The one client trigger TCP adds to `ClientTrigger`."""
+
+    ERROR = "socket or server error"
+
+
+CS = ClientState
+TCP_CLIENT_TRANSITIONS: dict[tuple[ClientState, ClientTrigger | TcpTrigger], ClientState] = {
+    (state, trigger): target for (state, trigger), target in CLIENT_TRANSITIONS.items()
+}  # the UDP client's table, plus:
+TCP_CLIENT_TRANSITIONS[(CS.REGISTERING, TcpTrigger.ERROR)] = CS.INCOMPLETE
+TCP_CLIENT_TRANSITIONS[(CS.PUNCHING, TcpTrigger.ERROR)] = CS.INCOMPLETE
+
+
+class StreamState(enum.Enum):
+    """Where one TCP connection to a peer (or to the server) is."""
+
+    CONNECTING = "connecting"
+    OPEN = "open"  # TCP is up; HELLO not yet verified
+    VERIFIED = "verified"  # HELLO exchanged both ways
+    SELECTED = "selected"  # the one stream kept for this peer
+    CLOSED = "closed"
+
+
+class StreamInput(enum.Enum):
+    """What moves a stream."""
+
+    CONNECTED = "connected"
+    FAILED = "connect failed"
+    HELLO = "valid HELLO"
+    SELECT = "SELECT"
+    LOST = "connection lost"
+    CLOSE = "we close"
+
+
+SS, SI = StreamState, StreamInput
+STREAM_TRANSITIONS: dict[tuple[StreamState, StreamInput], StreamState] = {
+    (SS.CONNECTING, SI.CONNECTED): SS.OPEN,
+    (SS.CONNECTING, SI.FAILED): SS.CLOSED,
+    (SS.OPEN, SI.HELLO): SS.VERIFIED,
+    (SS.VERIFIED, SI.SELECT): SS.SELECTED,
+    **{(s, SI.LOST): SS.CLOSED for s in SS if s is not SS.CLOSED},
+    **{(s, SI.CLOSE): SS.CLOSED for s in SS if s is not SS.CLOSED},
+}
+
+
+class TcpPeerState(enum.Enum):
+    """Where one listed peer is."""
+
+    PUNCHING = "punching"
+    CONNECTED = "connected"
+    FAILED = "failed"
+    DISCONNECTED = "disconnected"
+
+
+class TcpPeerInput(enum.Enum):
+    """What moves a peer."""
+
+    SELECTED = "stream selected"
+    DEADLINE = "deadline"
+    ERROR = "local error"
+    LOST = "stream lost"
+
+
+TP, TI = TcpPeerState, TcpPeerInput
+TCP_PEER_TRANSITIONS: dict[tuple[TcpPeerState, TcpPeerInput], TcpPeerState] = {
+    (TP.PUNCHING, TI.SELECTED): TP.CONNECTED,
+    (TP.PUNCHING, TI.DEADLINE): TP.FAILED,
+    (TP.PUNCHING, TI.ERROR): TP.FAILED,
+    (TP.CONNECTED, TI.LOST): TP.DISCONNECTED,
+}
+
+
+def _step(table: dict, state: enum.Enum, trigger: enum.Enum) -> enum.Enum:  # type: ignore[type-arg]
+    try:
+        return table[(state, trigger)]  # type: ignore[no-any-return]
+    except KeyError:
+        raise TransitionError(f"{trigger.value!r} is not allowed in state {state.value}") from None
+
+
+# --- configuration, events and records -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TcpClientConfig:
+    """TCP peer client settings."""
+
+    local_port: int = 0
+    """Local port P of the server connection, the listener and every connect; 0: the OS picks."""
+    refresh_interval: float = 10.0
+    """Seconds between REGISTER refreshes while waiting for peers (server expiry is 40 s)."""
+    retry_interval: float = 0.5
+    """Seconds before retrying a connect answered with RST, and the first backoff step."""
+    max_retry_interval: float = 4.0
+    """Ceiling of the exponential backoff after timeouts and ICMP errors."""
+    attempt_timeout: float = 2.0
+    """Seconds a connect may stay unanswered before it is closed and tried again: SYNs stay
+    about 1 s apart instead of following the kernel's doubling RTO (RFC 6298 §5.5)."""
+    hello_timeout: float = 5.0
+    """Seconds an open stream may wait for HELLO before it is closed."""
+    timeout: float | None = 40.0
+    """Seconds from start until unconnected peers are given up; None waits forever."""
+    wait_timeout: float | None = None
+    """Seconds to wait for the expected peers before punching the ones found so far."""
+    max_unverified: int = 32
+    """Accepted streams without a verified HELLO held at once; more are closed at once."""
+    max_frame_size: int = DEFAULT_MAX_FRAME
+    """Largest frame accepted from the server or a peer."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "refresh_interval", "retry_interval", "max_retry_interval")
+        _positive(self, "attempt_timeout", "hello_timeout", "max_unverified")
+        _not_negative(self, "local_port")
+        for name in ("timeout", "wait_timeout"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive or None, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class PeerDisconnected(Event):
+    """The stream kept for `peer` closed after it connected (TCP can tell; UDP cannot)."""
+
+    peer: Endpoint
+    reason: str
+
+
+@dataclass(eq=False)
+class Stream:
+    """One connection: to the server, to a peer we dialled, or accepted from someone."""
+
+    conn_id: ConnId
+    role: str  # "server", "out" or "in"
+    remote: Endpoint
+    state: StreamState
+    decoder: FrameDecoder
+    peer: TcpPeer | None = None
+    deadline: float | None = None
+    hello: Hello | None = None  # held while we still register and do not punch yet
+    sent_hello: bool = False
+    received: int = 0
+
+
+@dataclass(eq=False)
+class TcpPeer:
+    """One listed peer and our attempts to reach it."""
+
+    info: PeerInfo
+    started: float
+    state: TcpPeerState = TcpPeerState.PUNCHING
+    attempts: int = 0
+    backoffs: int = 0
+    next_attempt: float | None = None
+    outbound: Stream | None = None
+    selected: Stream | None = None
+    last_error: str = "no attempt finished"
+    errors: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """The public endpoint the server listed, which we dial."""
+        return self.info.endpoint
+
+
+# --- the client ------------------------------------------------------------------------------
+
+
+class TcpPeerClient:
+    """One peer of a session over TCP: feed it socket results and timers, drain intents and events."""
+
+    def __init__(
+        self,
+        server: Endpoint,
+        session: bytes,
+        expected: int,
+        config: TcpClientConfig | None = None,
+        *,
+        rng: random.Random | None = None,
+        peer_id: bytes | None = None,
+    ) -> None:
+        if expected < 0:
+            raise ValueError(f"expected must be 0 or more other peers, got {expected}")
+        if peer_id is not None and len(peer_id) != PEER_ID_LENGTH:
+            raise ValueError(f"peer_id must be {PEER_ID_LENGTH} bytes, got {len(peer_id)}")
+        self.server, self.session, self.expected = server, bytes(session), expected
+        self.config = config or TcpClientConfig()
+        rng = rng or random.Random()
+        self.peer_id = peer_id or rng.getrandbits(8 * PEER_ID_LENGTH).to_bytes(PEER_ID_LENGTH, "big")
+        self.token = session_token(self.session)
+        self.state = ClientState.IDLE
+        self.public_endpoint: Endpoint | None = None
+        self.local_port: int | None = None
+        self.listed: dict[bytes, PeerInfo] = {}
+        self.peers: dict[bytes, TcpPeer] = {}
+        self.streams: dict[ConnId, Stream] = {}
+        self.dropped: Counter[str] = Counter()
+        self.duplicates = 0
+        self.started_at: float | None = None
+        self._ids = itertools.count(1)
+        self._server_stream: Stream | None = None
+        self._server_attempts = 0
+        self._server_error = ""
+        self._server_retry: float | None = None
+        self._next_refresh: float | None = None
+        self._wait_deadline: float | None = None
+        self._deadline: float | None = None
+        self._intents: deque[Intent] = deque()
+        self._events: deque[Event] = deque()
+
+    # --- requests -----------------------------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        """Connect to the server from local port P; registration follows once connected."""
+        self._move(ClientTrigger.START)
+        self.started_at = now
+        cfg = self.config
+        self._deadline = None if cfg.timeout is None else now + cfg.timeout
+        self._wait_deadline = None if cfg.wait_timeout is None else now + cfg.wait_timeout
+        self._connect_server(now)
+
+    def send(self, peer: Endpoint, data: bytes) -> None:
+        """Write application data on the stream kept for `peer`; `ValueError` if there is none."""
+        record = self._connected(peer)
+        if record is None or record.selected is None:
+            raise ValueError(f"{peer} is not a connected peer")
+        self._intents.append(Write(record.selected.conn_id, bytes(data)))
+
+    def stream_of(self, peer: Endpoint) -> ConnId | None:
+        """The connection kept for `peer`, so a driver can hand its socket to the application."""
+        record = self._connected(peer)
+        return None if record is None or record.selected is None else record.selected.conn_id
+
+    def close(self, now: float) -> None:
+        """Close every stream and the listener; tell the server we left if still connected to it."""
+        if self.state is ClientState.CLOSED:
+            return
+        self._leave_server()
+        for stream in list(self.streams.values()):
+            self._close(stream, SI.CLOSE)
+        if self.local_port is not None:
+            self._intents.append(StopListening(self.local_port))
+        self._move(ClientTrigger.CLOSE)
+        self._next_refresh = self._wait_deadline = self._deadline = self._server_retry = None
+        for peer in self.peers.values():
+            peer.next_attempt = None
+
+    # --- results from the driver --------------------------------------------------------------
+
+    def connected(self, conn_id: ConnId, local: Endpoint, remote: Endpoint, now: float) -> None:
+        """A `Connect` succeeded (a SYN-ACK came back, or the SYNs crossed: simultaneous open)."""
+        stream = self.streams.get(conn_id)
+        if stream is None:
+            self._intents.append(Close(conn_id))  # we gave it up already: make sure it closes
+            return
+        self._advance(stream, SI.CONNECTED)
+        stream.deadline = None
+        if stream.role == "server":
+            self._server_up(stream, local, now)
+        else:
+            self._send_hello(stream)
+            stream.deadline = now + self.config.hello_timeout
+
+    def connect_failed(self, conn_id: ConnId, errno_name: str, now: float) -> None:
+        """A `Connect` failed: ECONNREFUSED (RST), ETIMEDOUT, EHOSTUNREACH (ICMP), EADDRINUSE..."""
+        stream = self.streams.get(conn_id)
+        if stream is None or stream.state is not SS.CONNECTING:
+            return
+        self._close(stream, SI.FAILED, intent=False)
+        self._connect_error(stream, errno_name, now)
+
+    def accepted(self, conn_id: ConnId, remote: Endpoint, now: float) -> None:
+        """Our listener accepted `conn_id` from `remote`: a peer, or a stranger, until HELLO tells."""
+        if conn_id in self.streams:
+            raise ValueError(f"connection id {conn_id!r} is already in use")
+        if self.state in (ClientState.IDLE, ClientState.CLOSED):
+            return self._reject_new(conn_id, remote, "not running")
+        unverified = sum(1 for s in self.streams.values() if s.role == "in" and s.state is SS.OPEN)
+        if unverified >= self.config.max_unverified:
+            return self._reject_new(conn_id, remote, "too many unverified streams")
+        stream = self._new_stream(conn_id, "in", remote, SS.OPEN)
+        stream.deadline = now + self.config.hello_timeout
+        return None
+
+    def data_received(self, conn_id: ConnId, data: bytes, now: float) -> None:
+        """Bytes on a connection, in any chunking; never raises on any payload."""
+        stream = self.streams.get(conn_id)
+        if stream is None:
+            return
+        stream.received += len(data)
+        if stream.state is SS.SELECTED:
+            self._deliver(stream, bytes(data))
+            return
+        stream.decoder.feed(data)
+        if stream.role == "server":
+            self._read_server(stream, now)
+        else:
+            self._read_peer(stream, now)
+
+    def connection_lost(self, conn_id: ConnId, now: float) -> None:
+        """The far side closed or reset `conn_id`, or the network broke it."""
+        stream = self.streams.get(conn_id)
+        if stream is None:
+            return
+        was = stream.state
+        self._close(stream, SI.LOST, intent=False)
+        if stream.role == "server":
+            if self.state is ClientState.REGISTERING:
+                self._server_error = "the server closed the connection"
+                self._server_retry = now + self.config.retry_interval
+        elif was is SS.CONNECTING:
+            self._connect_error(stream, "ECONNRESET", now)
+        else:
+            self._stream_gone(stream, "the stream closed before it was selected", now)
+
+    def listen_failed(self, port: int, errno_name: str, now: float) -> None:
+        """The `Listen` failed: EADDRINUSE (no SO_REUSEPORT on the holder), ENOPROTOOPT..."""
+        help_ = explain_errno(errno_name)
+        self._fatal(now, f"cannot listen on port {port}: {errno_name}: {help_.meaning}; try: {help_.advice}")
+
+    # --- timers and outputs -------------------------------------------------------------------
+
+    def handle_timer(self, now: float) -> None:
+        """Fire what is due: refresh, server reconnect, wait timeout, deadline, stream timeouts, retries."""
+        if self.state is ClientState.REGISTERING:
+            self._registration_timer(now)
+        if self._deadline is not None and now >= self._deadline:
+            self._on_deadline(now)
+        for stream in list(self.streams.values()):
+            if stream.deadline is not None and now >= stream.deadline:
+                self._stream_timeout(stream, now)
+        for peer in self.peers.values():
+            if peer.next_attempt is not None and now >= peer.next_attempt:
+                self._attempt(peer, now)
+
+    def get_timer(self) -> float | None:
+        """The absolute time `handle_timer` wants to run next, or None."""
+        times = [self._next_refresh, self._server_retry, self._wait_deadline, self._deadline]
+        times += [s.deadline for s in self.streams.values()]
+        times += [p.next_attempt for p in self.peers.values()]
+        present = [t for t in times if t is not None]
+        return min(present) if present else None
+
+    def next_intent(self) -> Intent | None:
+        """The oldest intent not yet handed to the driver, or None."""
+        return self._intents.popleft() if self._intents else None
+
+    def intents_to_run(self) -> list[Intent]:
+        """Every pending intent, in order."""
+        out = list(self._intents)
+        self._intents.clear()
+        return out
+
+    def next_event(self) -> Event | None:
+        """The oldest undrained event, or None."""
+        return self._events.popleft() if self._events else None
+
+    # --- the server connection ----------------------------------------------------------------
+
+    def _connect_server(self, now: float) -> None:
+        self._server_attempts += 1
+        self._server_retry = None
+        port = self.local_port if self.local_port is not None else self.config.local_port
+        stream = self._server_stream = self._new_stream(next(self._ids), "server", self.server, SS.CONNECTING)
+        stream.deadline = now + self.config.attempt_timeout
+        self._intents.append(Connect(stream.conn_id, port, self.server))
+
+    def _server_up(self, stream: Stream, local: Endpoint, now: float) -> None:
+        if self.local_port is None:  # the first connection fixes P: listen there at once
+            self.local_port = local.port
+            self._intents.append(Listen(local.port))
+        self._send(stream, ExtRegister(self.session, self.peer_id, self.expected))
+        self._next_refresh = now + self.config.refresh_interval
+
+    def _registration_timer(self, now: float) -> None:
+        if self._next_refresh is not None and now >= self._next_refresh:
+            if self._server_stream is not None and self._server_stream.state is SS.OPEN:
+                self._send(self._server_stream, ExtRegister(self.session, self.peer_id, self.expected))
+            self._next_refresh = now + self.config.refresh_interval
+        if self._server_retry is not None and now >= self._server_retry:
+            self._connect_server(now)
+        if self._wait_deadline is not None and now >= self._wait_deadline:
+            self._start_punching(now, ClientTrigger.WAIT_EXPIRED)
+
+    def _read_server(self, stream: Stream, now: float) -> None:
+        while stream.state is SS.OPEN:
+            try:
+                frame = stream.decoder.next_frame()
+            except MessageError as exc:
+                self._close(stream, SI.CLOSE)
+                self._fatal(now, f"the server at {self.server} does not speak holepunch TCP ({exc}); check its address")
+                return
+            if frame is None:
+                return
+            self._from_server(frame, now)
+
+    def _from_server(self, frame: TcpFrame, now: float) -> None:
+        if self.state is not ClientState.REGISTERING:
+            self._drop(self.server, 0, "late server reply")  # e.g. a newcomer beyond our peer set
+        elif isinstance(frame, ExtError):
+            self._finish(now, ClientTrigger.REFUSED, f"server refused: {frame.text}", refused=True)
+        elif not isinstance(frame, ExtPeers) or frame.session != self.session:
+            self._drop(self.server, 0, "unexpected server frame")
+        else:
+            if self.public_endpoint is None:
+                self.public_endpoint = frame.observed
+                self._events.append(Registered(True, frame.observed))
+            if not frame.push:
+                self.listed = {}
+            self.listed.update((p.peer_id, p) for p in frame.peers if p.peer_id != self.peer_id)
+            self._events.append(PeerListReceived(frame.peers, frame.push))
+            if len(self.listed) >= self.expected and (frame.peers or not frame.push):
+                self._start_punching(now, ClientTrigger.PEERS_FOUND)
+
+    def _leave_server(self) -> None:
+        stream = self._server_stream
+        if stream is not None and stream.state is SS.OPEN:
+            self._send(stream, ExtLeave(self.session, self.peer_id))
+            self._close(stream, SI.CLOSE)
+
+    # --- punching -----------------------------------------------------------------------------
+
+    def _start_punching(self, now: float, trigger: ClientTrigger) -> None:
+        self._move(trigger)
+        self._next_refresh = self._wait_deadline = self._server_retry = None
+        listed = tuple(self.listed.values())
+        self._events.append(PunchingStarted(listed, self.expected))
+        for info in listed:
+            self.peers[info.peer_id] = TcpPeer(info, now)
+        for stream in list(self.streams.values()):  # HELLOs that came before the peer list
+            if stream.hello is not None and stream.state is SS.OPEN:
+                hello, stream.hello = stream.hello, None
+                self._on_hello(stream, hello, now)
+        for peer in self.peers.values():  # after the held HELLOs: a selected peer needs no connect
+            self._attempt(peer, now)
+        if self.state is ClientState.PUNCHING:  # held HELLOs may have connected everyone already
+            self._check_all_connected(now)
+
+    def _attempt(self, peer: TcpPeer, now: float) -> None:
+        """One connect from P to the peer's public endpoint; the listener on P does the rest."""
+        peer.next_attempt = None
+        if peer.state is not TP.PUNCHING or peer.outbound is not None or self._has_verified(peer):
+            return
+        if self.local_port is None:
+            return
+        peer.attempts += 1
+        stream = peer.outbound = self._new_stream(next(self._ids), "out", peer.endpoint, SS.CONNECTING)
+        stream.peer = peer
+        stream.deadline = now + self.config.attempt_timeout
+        self._intents.append(Connect(stream.conn_id, self.local_port, peer.endpoint))
+
+    def _connect_error(self, stream: Stream, errno_name: str, now: float) -> None:
+        help_ = explain_errno(errno_name)
+        if stream.role == "server":
+            self._server_error = f"{errno_name}: {help_.meaning}"
+            if help_.retry is Retry.FATAL:
+                return self._fatal(now, f"cannot connect to the server from port {self._port_text()}: "
+                                        f"{errno_name}: {help_.meaning}; try: {help_.advice}")
+            if self.state is ClientState.REGISTERING:
+                self._server_retry = now + self._delay(help_.retry, self._server_attempts)
+            return None
+        peer = stream.peer
+        assert peer is not None
+        if peer.outbound is stream:
+            peer.outbound = None
+        peer.errors[errno_name] += 1
+        peer.last_error = f"{errno_name}: {help_.meaning}"
+        if help_.retry is Retry.FATAL:
+            return self._fatal(now, f"cannot connect from port {self._port_text()}: {errno_name}: "
+                                    f"{help_.meaning}; try: {help_.advice}")
+        if help_.retry is Retry.BACKOFF:
+            peer.backoffs += 1
+        if peer.state is TP.PUNCHING and not self._has_verified(peer):
+            peer.next_attempt = now + self._delay(help_.retry, peer.backoffs)
+        return None
+
+    def _delay(self, retry: Retry, backoffs: int) -> float:
+        cfg = self.config
+        if retry is Retry.SOON:  # an RST means the far NAT is not open yet: knock again soon
+            return cfg.retry_interval
+        return min(cfg.retry_interval * 2.0 ** max(backoffs - 1, 0), cfg.max_retry_interval)
+
+    def _stream_timeout(self, stream: Stream, now: float) -> None:
+        if stream.state is SS.CONNECTING:
+            self._close(stream, SI.CLOSE)
+            self._connect_error(stream, "NO_ANSWER", now)
+        elif stream.hello is not None:  # held, but the server never listed that peer to us
+            self._reject(stream, "unlisted peer: its HELLO was held until hello_timeout", now)
+        elif stream.role == "in" and stream.peer is None:
+            self._reject(stream, "stranger: no valid HELLO in time", now)
+        else:
+            self._close(stream, SI.CLOSE)
+            self._stream_gone(stream, "no HELLO came back in time", now)
+
+    # --- HELLO and SELECT on peer streams -----------------------------------------------------
+
+    def _read_peer(self, stream: Stream, now: float) -> None:
+        while stream.state in (SS.OPEN, SS.VERIFIED):
+            try:
+                frame = stream.decoder.next_frame()
+            except MessageError as exc:
+                return self._reject(stream, f"stranger: malformed stream: {exc}", now)
+            if frame is None:
+                return None
+            if isinstance(frame, Hello) and stream.state is SS.OPEN and stream.hello is None:
+                self._on_hello(stream, frame, now)
+            elif isinstance(frame, Select) and stream.state is SS.VERIFIED and not self._controlling(stream):
+                self._select(stream, now)
+            else:
+                return self._reject(stream, f"stranger: unexpected {type(frame).__name__} frame", now)
+        if stream.state is SS.SELECTED:  # what follows SELECT is application data
+            self._deliver(stream, stream.decoder.take_rest())
+        return None
+
+    def _on_hello(self, stream: Stream, hello: Hello, now: float) -> None:
+        if hello.token != self.token:
+            return self._reject(stream, "stranger: HELLO for another session", now)
+        if hello.target != self.peer_id or hello.peer_id == self.peer_id:
+            return self._reject(stream, "stranger: HELLO for another peer", now)
+        if stream.role == "out" and stream.peer is not None and hello.peer_id != stream.peer.info.peer_id:
+            return self._reject(stream, "stranger: another peer answered at this endpoint", now)
+        peer = self.peers.get(hello.peer_id)
+        if peer is None and self.state is ClientState.REGISTERING:
+            stream.hello = hello  # the server has not listed it to us yet, or we do not punch yet
+            return None
+        if peer is None:
+            return self._reject(stream, "stranger: HELLO from a peer we do not punch", now)
+        stream.peer = peer
+        if peer.state is not TP.PUNCHING:
+            self.duplicates += 1
+            return self._close(stream, SI.CLOSE)
+        self._advance(stream, SI.HELLO)
+        stream.deadline = None
+        if not stream.sent_hello:
+            self._send_hello(stream)  # we accepted it: answer only once it proved itself
+        if self._controlling(stream):
+            self._send(stream, Select())
+            self._select(stream, now)
+        else:
+            peer.next_attempt = None  # the controlling peer will select a stream: wait for it
+        return None
+
+    def _controlling(self, stream: Stream) -> bool:
+        """The lower peer id picks the stream (ICE's controlling agent nominates, RFC 8445 §8.1.1)."""
+        return stream.peer is not None and self.peer_id < stream.peer.info.peer_id
+
+    def _select(self, stream: Stream, now: float) -> None:
+        peer = stream.peer
+        assert peer is not None
+        self._advance(stream, SI.SELECT)
+        peer.state = _step(TCP_PEER_TRANSITIONS, peer.state, TI.SELECTED)  # type: ignore[assignment]
+        peer.selected, peer.next_attempt = stream, None
+        for other in list(self.streams.values()):
+            if other.peer is peer and other is not stream:
+                if other.state is not SS.CONNECTING:
+                    self.duplicates += 1
+                self._close(other, SI.CLOSE)
+        peer.outbound = None
+        self._events.append(PeerConnected(peer.endpoint, now - peer.started))
+        if self.state is ClientState.PUNCHING:
+            self._check_all_connected(now)
+
+    def _send_hello(self, stream: Stream) -> None:
+        peer = stream.peer
+        target = peer.info.peer_id if peer is not None else bytes(PEER_ID_LENGTH)
+        self._send(stream, Hello(self.token, self.peer_id, target))
+        stream.sent_hello = True
+
+    def _deliver(self, stream: Stream, data: bytes) -> None:
+        if data and stream.peer is not None:
+            self._events.append(DataReceived(stream.peer.endpoint, data))
+
+    # --- endings ------------------------------------------------------------------------------
+
+    def _stream_gone(self, stream: Stream, reason: str, now: float) -> None:
+        """A peer stream ended: a kept one disconnects the peer, another one may need a retry."""
+        peer = stream.peer
+        if peer is None:
+            return
+        if peer.selected is stream:
+            peer.state = _step(TCP_PEER_TRANSITIONS, peer.state, TI.LOST)  # type: ignore[assignment]
+            self._events.append(PeerDisconnected(peer.endpoint, "connection closed by the peer or the network"))
+            return
+        if peer.outbound is stream:
+            peer.outbound = None
+        peer.last_error = reason
+        idle = peer.outbound is None and peer.next_attempt is None
+        if peer.state is TP.PUNCHING and idle and not self._has_verified(peer):
+            peer.next_attempt = now + self.config.retry_interval
+
+    def _check_all_connected(self, now: float) -> None:
+        if all(p.state is TP.CONNECTED for p in self.peers.values()):
+            self._finish(now, ClientTrigger.ALL_CONNECTED, "")
+
+    def _on_deadline(self, now: float) -> None:
+        registering = self.state is ClientState.REGISTERING
+        self._give_up_peers(now, TI.DEADLINE, None)
+        reason = "timed out"
+        if registering:
+            reason = "timed out waiting for peers"
+            if self.public_endpoint is None and self._server_error:
+                reason += f": could not register with the server at {self.server}: {self._server_error}"
+        self._finish(now, ClientTrigger.DEADLINE, reason)
+
+    def _fatal(self, now: float, reason: str) -> None:
+        if self.state in (ClientState.REGISTERING, ClientState.PUNCHING):
+            self._give_up_peers(now, TI.ERROR, reason)
+            self._finish(now, TcpTrigger.ERROR, reason)
+
+    def _give_up_peers(self, now: float, trigger: TcpPeerInput, reason: str | None) -> None:
+        for peer in self.peers.values():
+            if peer.state is TP.PUNCHING:
+                peer.state = _step(TCP_PEER_TRANSITIONS, peer.state, trigger)  # type: ignore[assignment]
+                peer.next_attempt = None
+                for stream in [s for s in self.streams.values() if s.peer is peer]:
+                    self._close(stream, SI.CLOSE)
+                self._events.append(PeerFailed(peer.endpoint, reason or self._failure(peer, now)))
+
+    def _failure(self, peer: TcpPeer, now: float) -> str:
+        """Why a peer failed, and what to try, for people reading logs."""
+        help_ = explain_errno(max(peer.errors, key=peer.errors.__getitem__) if peer.errors else "NO_ANSWER")
+        return (f"no TCP connection to {peer.endpoint} after {peer.attempts} connect attempts in "
+                f"{now - peer.started:.1f} s (results: {dict(peer.errors) or 'none'}); last: "
+                f"{peer.last_error}; try: {help_.advice}")
+
+    def _finish(self, now: float, trigger: ClientTrigger | TcpTrigger, reason: str, *, refused: bool = False) -> None:
+        self._move(trigger)
+        self._next_refresh = self._wait_deadline = self._deadline = self._server_retry = None
+        self._leave_server()  # the punched streams hold the NAT mapping from now on
+        peers = self.peers.values()
+        connected = tuple(p.endpoint for p in peers if p.state is TP.CONNECTED)
+        failed = tuple(p.endpoint for p in peers if p.state is TP.FAILED)
+        self._events.append(ConnectCompleted(connected, failed, self.expected, reason, refused))
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _new_stream(self, conn_id: ConnId, role: str, remote: Endpoint, state: StreamState) -> Stream:
+        stream = Stream(conn_id, role, remote, state, FrameDecoder(self.config.max_frame_size))
+        self.streams[conn_id] = stream
+        return stream
+
+    def _close(self, stream: Stream, how: StreamInput, *, intent: bool = True) -> None:
+        self._advance(stream, how)
+        stream.deadline = None
+        self.streams.pop(stream.conn_id, None)
+        if intent:
+            self._intents.append(Close(stream.conn_id))
+
+    def _reject(self, stream: Stream, reason: str, now: float) -> None:
+        """Close a stream that did not prove itself, and count it."""
+        self._drop(stream.remote, stream.received, reason)
+        self._close(stream, SI.CLOSE)
+        self._stream_gone(stream, reason, now)
+
+    def _reject_new(self, conn_id: ConnId, remote: Endpoint, reason: str) -> None:
+        self._drop(remote, 0, reason)
+        self._intents.append(Close(conn_id))
+
+    def _send(self, stream: Stream, frame: TcpFrame) -> None:
+        self._intents.append(Write(stream.conn_id, encode_frame(frame), frame_kind(frame)))
+
+    def _advance(self, stream: Stream, how: StreamInput) -> None:
+        stream.state = _step(STREAM_TRANSITIONS, stream.state, how)  # type: ignore[assignment]
+
+    def _has_verified(self, peer: TcpPeer) -> bool:
+        return any(s.peer is peer and s.state is SS.VERIFIED for s in self.streams.values())
+
+    def _connected(self, endpoint: Endpoint) -> TcpPeer | None:
+        return next((p for p in self.peers.values() if p.endpoint == endpoint and p.state is TP.CONNECTED), None)
+
+    def _port_text(self) -> str:
+        return str(self.local_port if self.local_port is not None else self.config.local_port)
+
+    def _move(self, trigger: ClientTrigger | TcpTrigger) -> None:
+        self.state = _step(TCP_CLIENT_TRANSITIONS, self.state, trigger)  # type: ignore[assignment]
+
+    def _drop(self, source: Endpoint, size: int, reason: str) -> None:
+        self.dropped[reason] += 1
+        self._events.append(DatagramDropped(source, size, reason))
