@@ -121,7 +121,7 @@ class Network:
     """Builds a topology and carries packets through it, recording every hop in `trace`."""
 
     def __init__(self, scheduler: Scheduler | None = None, *, seed: int = 0, profile: LinkProfile | None = None) -> None:
-        self.scheduler = scheduler or Scheduler()
+        self.scheduler = scheduler if scheduler is not None else Scheduler()
         self.seed = seed
         self.profile = profile or LinkProfile()
         self.trace = LiveTrace()
