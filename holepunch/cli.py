@@ -1,4 +1,4 @@
-"""The `holepunch` command: server, connect, chat and demo.
+"""The `holepunch` command: server (UDP and TCP), connect, chat and demo.
 
 Rule: testable (`main(argv) -> int`, never `sys.exit` inside), results on stdout, logs on stderr,
 `-v` counts (INFO, then DEBUG). Bad arguments give one line on stderr saying what is wrong and
@@ -21,6 +21,7 @@ from .protocol.endpoint import Endpoint
 
 if TYPE_CHECKING:  # the asyncio layer is imported only by the commands that need it
     from .aio.client import Mesh
+    from .aio.tcp_client import TcpMesh
 
 log = logging.getLogger("holepunch.cli")
 
@@ -80,14 +81,17 @@ def port_number(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser with its four subcommands."""
-    parser = _Parser(prog="holepunch", description="UDP NAT hole punching: rendezvous server and peers.")
+    parser = _Parser(prog="holepunch", description="UDP and TCP NAT hole punching: rendezvous server and peers.")
     verbose = _Parser(add_help=False)
     verbose.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr (-v, -vv)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     srv = sub.add_parser("server", parents=[verbose], help="run a rendezvous server")
     srv.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0; '::' for dual-stack)")
-    srv.add_argument("--port", type=port_number, default=5000, help="UDP port (default 5000; 0 picks one)")
+    srv.add_argument("--port", type=port_number, default=5000, help="UDP and TCP port (default 5000; 0 picks one)")
+    only = srv.add_mutually_exclusive_group()
+    only.add_argument("--udp-only", action="store_true", help="serve UDP only (default: UDP and TCP)")
+    only.add_argument("--tcp-only", action="store_true", help="serve TCP only (default: UDP and TCP)")
 
     for name, text in (("connect", "punch holes to the other peers and report"), ("chat", "chat with the other peers")):
         cmd = sub.add_parser(name, parents=[verbose], help=text)
@@ -96,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--peers", type=peer_count, required=True, help="number of OTHER peers to meet")
         cmd.add_argument("--timeout", type=seconds, default=40.0, help="give up after this many seconds (default 40)")
         cmd.add_argument("--wait-timeout", type=seconds, help="punch the peers found so far after this many seconds")
+        cmd.add_argument("--tcp", action="store_true", help="punch TCP (simultaneous open) instead of UDP")
     sub.choices["connect"].add_argument("--json", action="store_true", help="print one JSON document")
 
     demo = sub.add_parser("demo", parents=[verbose], help="a server and peers on this machine, as a timeline")
@@ -154,18 +159,20 @@ def _fail(command: str, message: str) -> int:
 
 def cmd_server(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C or SIGTERM; exit 0 when stopped that way."""
+    transports = ("udp",) if args.udp_only else ("tcp",) if args.tcp_only else ("udp", "tcp")
     try:
-        return asyncio.run(_serve(args.host, args.port))
+        return asyncio.run(_serve(args.host, args.port, transports))
     except KeyboardInterrupt:  # no signal handlers (not the main thread, or Windows)
         return 0
     except OSError as exc:
         return _fail("server", f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}")
 
 
-async def _serve(host: str, port: int) -> int:
-    from .aio.server import serve
+async def _serve(host: str, port: int, transports: tuple[str, ...]) -> int:
+    from .aio.server import serve_all
 
-    server = await serve(host, port)
+    server = await serve_all(host, port, transports=transports)
+    log.info("serving %s on port %d", " and ".join(t.upper() for t in server.transports), server.address.port)
     print(f"holepunch server listening on {server.address}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -201,10 +208,12 @@ def cmd_connect(args: argparse.Namespace) -> int:
 async def _connect_report(args: argparse.Namespace) -> dict[str, Any]:
     from .aio.client import connect
 
-    mesh = await connect(args.server, args.session, args.peers, timeout=args.timeout, wait_timeout=args.wait_timeout)
+    mesh = await connect(args.server, args.session, args.peers, timeout=args.timeout, wait_timeout=args.wait_timeout,
+                         transport=_transport(args))
     async with mesh:
         return {
             "server": str(args.server),
+            "transport": _transport(args),
             "session": args.session,
             "expected": args.peers,
             "public_endpoint": None if mesh.public_endpoint is None else str(mesh.public_endpoint),
@@ -223,6 +232,10 @@ async def _connect_report(args: argparse.Namespace) -> dict[str, Any]:
                 for p in mesh.peers
             ],
         }
+
+
+def _transport(args: argparse.Namespace) -> str:
+    return "tcp" if args.tcp else "udp"
 
 
 def _report_lines(report: dict[str, Any]) -> list[str]:
@@ -253,24 +266,27 @@ def cmd_chat(args: argparse.Namespace) -> int:
 async def _chat(args: argparse.Namespace, lines_in: TextIO, out: TextIO) -> int:
     from .aio.client import connect
 
-    async with connect(args.server, args.session, args.peers, timeout=args.timeout, wait_timeout=args.wait_timeout) as mesh:
+    opening = connect(args.server, args.session, args.peers, timeout=args.timeout, wait_timeout=args.wait_timeout,
+                      transport=_transport(args))
+    async with opening as mesh:
         if not mesh.connected:
             return _fail("chat", f"no peer connected ({mesh.result.reason or 'nobody else listed'})")
         peers = ", ".join(str(p) for p in mesh.connected)
         print(f"chatting with {len(mesh.connected)} peer(s): {peers}; Ctrl-D quits", file=sys.stderr)
+        end = "\n" if args.tcp else ""  # a stream has no datagram boundaries: end each line
         printer = asyncio.create_task(_print_incoming(mesh, out))
         try:
             async for line in _read_lines(lines_in):
                 for peer in mesh.connected:
-                    mesh.send(peer, line.encode())
+                    mesh.send(peer, (line + end).encode())
         finally:
             printer.cancel()
     return 0
 
 
-async def _print_incoming(mesh: "Mesh", out: TextIO) -> None:
+async def _print_incoming(mesh: Mesh | TcpMesh, out: TextIO) -> None:
     async for peer, data in mesh:
-        print(f"<{peer}> {data.decode('utf-8', 'replace')}", file=out, flush=True)
+        print(f"<{peer}> {data.decode('utf-8', 'replace').rstrip(chr(10))}", file=out, flush=True)
 
 
 async def _read_lines(stream: TextIO) -> AsyncIterator[str]:

@@ -51,3 +51,24 @@ __all__ = [
     "Scheduler", "describe_event", "format_grid", "mesh", "nat_grid", "preset", "quiet_period",
     "run_punch", "two_peers",
 ]
+
+# TCP: segments through NATs (RFC 5382), the TCP machines' drivers and scenarios.
+from .tcp import CONN_TRANSITIONS, Conn, ConnState, Segment, SegmentKind, TcpOwner, TcpStack, TcpStackConfig  # noqa: E402
+from .tcp_driver import TcpClientDriver, TcpServerDriver  # noqa: E402
+from .tcp_nat import (  # noqa: E402
+    RST_SENT,
+    SESSION_TRANSITIONS,
+    SessionState,
+    TcpNatPolicy,
+    TcpNatTable,
+    TcpNetwork,
+    TcpSessionRow,
+)
+from .tcp_scenarios import TcpOutcome, run_tcp_punch, tcp_nat_grid, tcp_two_peers  # noqa: E402
+
+__all__ += [
+    "CONN_TRANSITIONS", "Conn", "ConnState", "RST_SENT", "SESSION_TRANSITIONS", "Segment", "SegmentKind",
+    "SessionState", "TcpClientDriver", "TcpNatPolicy", "TcpNatTable", "TcpNetwork", "TcpOutcome",
+    "TcpOwner", "TcpServerDriver", "TcpSessionRow", "TcpStack", "TcpStackConfig", "run_tcp_punch",
+    "tcp_nat_grid", "tcp_two_peers",
+]

@@ -5,7 +5,9 @@ datagram, a timer, a request), drain the events, send the datagrams, re-arm exac
 `get_timer()`. It accepts ANY object with the machine interface (`receive_datagram`,
 `handle_timer`, `get_timer`, `datagrams_to_send`, `next_event`, optionally `start`): our
 `PeerClient` and `RendezvousServer`, or a model of the Go reference client. It knows nothing of
-SYN, ACK or registrations; the protocol lives only in `holepunch.protocol`.
+SYN, ACK or registrations; the protocol lives only in `holepunch.protocol`. A machine with
+`sockets_wanted()` (birthday probing) gets that many extra ports on its host, numbered 1.. as
+`Transmit.via` and the `via` argument of `receive_datagram`.
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ class MachineDriver:
         """Time of the machine's `ConnectCompleted` event, if any."""
         self._timer: Handle | None = None
         self._fires = (0.0, 0)
+        self.extra_ports: list[int] = []
+        """Ports of the extra sockets the machine asked for; `via` i is `extra_ports[i - 1]`."""
+        self._sockets_wanted: Callable[[], int] | None = getattr(machine, "sockets_wanted", None)
 
     @property
     def name(self) -> str:
@@ -74,6 +79,11 @@ class MachineDriver:
     def on_datagram(self, data: bytes, source: Endpoint, packet: int) -> None:
         """A datagram arrived at our port: feed it in."""
         self.machine.receive_datagram(data, source, self.scheduler.now)
+        self._pump(packet)
+
+    def on_extra_datagram(self, via: int, data: bytes, source: Endpoint, packet: int) -> None:
+        """A datagram arrived at extra socket `via`: feed it in with its socket index."""
+        self.machine.receive_datagram(data, source, self.scheduler.now, via)  # type: ignore[call-arg]
         self._pump(packet)
 
     def apply(self, request: Callable[[Any, float], Any]) -> Any:
@@ -104,13 +114,30 @@ class MachineDriver:
         while event is not None:
             self._on_event(now, event, packet)
             event = machine.next_event()
+        if self._sockets_wanted is not None and self._sockets_wanted() != len(self.extra_ports):
+            self._resize(self._sockets_wanted())
         for transmit in machine.datagrams_to_send(now):
             data, destination = transmit[0], transmit[1]
             if type(destination) is not Endpoint:
                 destination = Endpoint(*destination)  # a machine that speaks socket tuples
             kind = getattr(transmit, "kind", None)
-            self.host.send(self.port, data, destination, _kind_text(kind, data))
+            via = getattr(transmit, "via", 0)
+            port = self.extra_ports[via - 1] if via else self.port
+            self.host.send(port, data, destination, _kind_text(kind, data))
         self._arm(machine.get_timer(), now)
+
+    def _resize(self, wanted: int) -> None:
+        """Bind extra ports (the next free ones above ours) or release the ones beyond `wanted`."""
+        while len(self.extra_ports) > wanted:
+            self.host.sockets.pop(self.extra_ports.pop(), None)
+        port = self.extra_ports[-1] if self.extra_ports else self.port
+        while len(self.extra_ports) < wanted:
+            port += 1
+            if port > 65535:
+                raise RuntimeError(f"{self.name}: no free port left for an extra socket")
+            if port not in self.host.sockets:
+                self.host.bind(port, _ExtraSocket(self, len(self.extra_ports) + 1))
+                self.extra_ports.append(port)
 
     def _on_event(self, now: float, event: Any, packet: int | None) -> None:
         name = type(event).__name__
@@ -138,6 +165,19 @@ class MachineDriver:
         return f"<MachineDriver {self.name} {self.endpoint} {type(self.machine).__name__}>"
 
 
+class _ExtraSocket:
+    """The receiver bound to one extra port: hands datagrams to the driver with their `via`."""
+
+    __slots__ = ("driver", "via")
+
+    def __init__(self, driver: MachineDriver, via: int) -> None:
+        self.driver = driver
+        self.via = via
+
+    def on_datagram(self, data: bytes, source: Endpoint, packet: int) -> None:
+        self.driver.on_extra_datagram(self.via, data, source, packet)
+
+
 def _kind_text(kind: Any, data: bytes) -> str:
     """The trace kind of an outgoing datagram: the machine's own label when it gives one."""
     if kind is None:
@@ -151,7 +191,10 @@ def describe_event(event: Any) -> str:
         return repr(event)
     parts = []
     for field in dataclasses.fields(event):
-        parts.append(f"{field.name}={_value_text(getattr(event, field.name))}")
+        value = getattr(event, field.name)
+        if field.metadata.get("trace") == "omit-default" and value == field.default:
+            continue  # a field added later, at its default: older traces stay as they were
+        parts.append(f"{field.name}={_value_text(value)}")
     return " ".join(parts)
 
 

@@ -11,7 +11,7 @@ import importlib
 import inspect
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from holepunch.protocol import ClientConfig, PeerClient, RendezvousServer, ServerConfig
 from holepunch.protocol.endpoint import Endpoint
@@ -273,7 +273,7 @@ def nat_grid(presets: Sequence[NatBehavior] = PRESETS, **options: Any) -> dict[t
     return {(a.name, b.name): run_punch(a, b, **options) for a in presets for b in presets}
 
 
-def format_grid(grid: dict[tuple[str, str], Outcome]) -> str:
+def format_grid(grid: Mapping[tuple[str, str], Outcome]) -> str:
     """The grid as a text table: rows are peer A's NAT, columns peer B's; cells "yes 0.123" or "no"."""
     rows = list(dict.fromkeys(a for a, _ in grid))
     cols = list(dict.fromkeys(b for _, b in grid))

@@ -14,9 +14,11 @@ from typing import Any, Callable, TypeVar
 
 from ..protocol.config import ClientConfig
 from ..protocol.endpoint import Endpoint
+from ..protocol.tcp_client import TcpClientConfig
 from ..trace import Trace
 from .client import Mesh, _Connecting, connect
 from .driver import AddressLike
+from .tcp_client import TcpConnecting, TcpMesh
 
 T = TypeVar("T")
 Socket = socket.socket
@@ -61,7 +63,7 @@ def _mirror(name: str) -> Any:
 class BlockingMesh:
     """A `Mesh` for scripts and notebooks: the same operations, blocking, with timeouts."""
 
-    def __init__(self, mesh: Mesh, runner: _LoopThread) -> None:
+    def __init__(self, mesh: Mesh | TcpMesh, runner: _LoopThread) -> None:
         self._mesh = mesh
         self._runner = runner
 
@@ -91,6 +93,8 @@ class BlockingMesh:
 
     def detach(self) -> Socket:
         """Hand the socket over (see `Mesh.detach`) and stop the background loop."""
+        if not isinstance(self._mesh, Mesh):
+            raise TypeError("a TCP mesh has one socket per peer: take each with socket(peer)")
         sock = self._runner.call(self._mesh.detach)
         self._runner.stop()
         return sock
@@ -111,6 +115,15 @@ class BlockingMesh:
         return f"<Blocking{self._mesh!r}>"
 
 
+class BlockingTcpMesh(BlockingMesh):
+    """A `TcpMesh` for scripts and notebooks: one connected socket per peer instead of one socket."""
+
+    def socket(self, peer: AddressLike) -> Socket:
+        """Take the connected socket of `peer` (blocking mode; see `TcpMesh.socket`)."""
+        assert isinstance(self._mesh, TcpMesh)
+        return self._runner.call(self._mesh.socket, peer)
+
+
 def connect_blocking(
     server: AddressLike,
     session: str | bytes,
@@ -118,18 +131,20 @@ def connect_blocking(
     *,
     timeout: float | None = 40.0,
     wait_timeout: float | None = None,
-    config: ClientConfig | None = None,
+    config: ClientConfig | TcpClientConfig | None = None,
     bind: tuple[str, int] = ("0.0.0.0", 0),
     trace: Trace | None = None,
     actor: str = "peer",
+    transport: str = "udp",
 ) -> BlockingMesh:
     """`connect()` for code without an event loop, or inside Jupyter's: blocks until done.
 
-    The mesh runs on its own event loop in a background thread until `close()`.
+    The mesh runs on its own event loop in a background thread until `close()`;
+    `transport="tcp"` gives a `BlockingTcpMesh`.
     """
     opening = connect(  # validates the arguments here, in the caller's thread
         server, session, peers, timeout=timeout, wait_timeout=wait_timeout, config=config,
-        bind=bind, trace=trace, actor=actor,
+        bind=bind, trace=trace, actor=actor, transport=transport,
     )
     runner = _LoopThread()
     try:
@@ -137,8 +152,10 @@ def connect_blocking(
     except BaseException:
         runner.stop()
         raise
+    if isinstance(mesh, TcpMesh):
+        return BlockingTcpMesh(mesh, runner)
     return BlockingMesh(mesh, runner)
 
 
-async def _await(opening: _Connecting) -> Mesh:
+async def _await(opening: _Connecting | TcpConnecting) -> Mesh | TcpMesh:
     return await opening

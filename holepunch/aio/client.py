@@ -17,7 +17,7 @@ import socket
 from collections.abc import Coroutine, Generator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Literal, overload
 
 from ..protocol.client import PeerClient
 from ..protocol.config import ClientConfig
@@ -30,6 +30,10 @@ from ..protocol.messages import MAX_ID_LENGTH
 from ..protocol.states import PeerState
 from ..trace import Trace
 from .driver import AddressLike, Driver, DriverStats, bind_host_for, open_udp_socket, parse_address, resolve
+
+if TYPE_CHECKING:  # tcp_client imports this module
+    from ..protocol.tcp_client import TcpClientConfig
+    from .tcp_client import TcpConnecting
 
 log = logging.getLogger("holepunch.client")
 
@@ -274,6 +278,19 @@ class _Connecting:
             await self._mesh.close()
 
 
+@overload
+def connect(server: AddressLike, session: str | bytes, peers: int = 1, *, timeout: float | None = 40.0,
+            wait_timeout: float | None = None, config: ClientConfig | None = None, bind: tuple[str, int] = ...,
+            trace: Trace | None = None, actor: str = "peer", transport: Literal["udp"] = "udp") -> _Connecting: ...
+@overload
+def connect(server: AddressLike, session: str | bytes, peers: int = 1, *, timeout: float | None = 40.0,
+            wait_timeout: float | None = None, config: TcpClientConfig | None = None, bind: tuple[str, int] = ...,
+            trace: Trace | None = None, actor: str = "peer", transport: Literal["tcp"]) -> TcpConnecting: ...
+@overload
+def connect(server: AddressLike, session: str | bytes, peers: int = 1, *, timeout: float | None = 40.0,
+            wait_timeout: float | None = None, config: ClientConfig | TcpClientConfig | None = None,
+            bind: tuple[str, int] = ..., trace: Trace | None = None, actor: str = "peer",
+            transport: str = "udp") -> _Connecting | TcpConnecting: ...
 def connect(
     server: AddressLike,
     session: str | bytes,
@@ -281,18 +298,27 @@ def connect(
     *,
     timeout: float | None = 40.0,
     wait_timeout: float | None = None,
-    config: ClientConfig | None = None,
+    config: ClientConfig | TcpClientConfig | None = None,
     bind: tuple[str, int] = ("0.0.0.0", 0),
     trace: Trace | None = None,
     actor: str = "peer",
-) -> _Connecting:
+    transport: str = "udp",
+) -> _Connecting | TcpConnecting:
     """Meet `peers` other peers of `session` through `server` and punch a hole to each.
 
     Use `mesh = await connect(...)` or `async with connect(...) as mesh:`. It resolves when
     every listed peer connected or `timeout` passed; `wait_timeout` stops waiting for the full
     `peers` count and punches the ones listed so far. `timeout` and `wait_timeout` override
     those fields of `config`. Raises `ConnectError` if the server refused or never answered.
+    `transport="tcp"` punches TCP instead and gives a `TcpMesh` (see `connect_tcp`; `config`
+    is then a `TcpClientConfig`).
     """
+    if transport == "tcp":
+        from .tcp_client import connect_tcp
+
+        return connect_tcp(server, session, peers, timeout=timeout, wait_timeout=wait_timeout,
+                           config=config, bind=bind, trace=trace, actor=actor)  # type: ignore[arg-type]
+    config = _udp_config(transport, config)
     target = parse_address(server)
     session_bytes = session_id(session)
     if peers < 0:
@@ -313,6 +339,15 @@ def connect(
         return await _run_connect(mesh, address)
 
     return _Connecting(opener)
+
+
+def _udp_config(transport: str, config: object) -> ClientConfig | None:
+    """`config`, once the transport is known to be UDP and the config a UDP one."""
+    if transport != "udp":
+        raise ValueError(f"transport must be 'udp' or 'tcp', got {transport!r}")
+    if config is not None and not isinstance(config, ClientConfig):
+        raise TypeError(f"config for UDP must be a ClientConfig, not {type(config).__name__}")
+    return config
 
 
 async def _run_connect(mesh: Mesh, server: Endpoint) -> Mesh:

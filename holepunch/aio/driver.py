@@ -23,6 +23,7 @@ from ..protocol.events import Event
 from ..protocol.messages import (
     ExtError, ExtLeave, ExtPeers, ExtRegister, MessageError, MessageKind, Transmit, classify, decode_ext,
 )
+from ..protocol.messages import ExtPunch
 from ..protocol.server import RendezvousServer
 from ..trace import Action, Trace, TraceRecord
 
@@ -32,6 +33,11 @@ MAX_BATCH = 256
 """Datagrams read per wakeup: enough to amortise the event loop, few enough to stay fair."""
 MAX_DATAGRAM = 65535
 """Largest UDP payload we accept (the reference client reads into 65,535 bytes too)."""
+SOURCES_REMEMBERED = 16384
+"""Socket addresses kept with their Endpoint, so a client polling again costs a dict lookup; the
+memo is emptied when full (cheaper than an LRU, and at worst as costly as no memo)."""
+_BATCH = range(MAX_BATCH)
+_new_tuple = tuple.__new__  # `_new_tuple(Endpoint, addr)`: Endpoint(*addr) minus a Python-level call
 
 log = logging.getLogger("holepunch.driver")
 
@@ -76,6 +82,11 @@ class Driver:
         self.actor = actor
         self._on_event = on_event
         self._loop = asyncio.get_running_loop()
+        # On an IPv4 socket addresses need no translation either way, so the hot loops skip it.
+        self._v4 = sock.family == socket.AF_INET
+        self._buffer = bytearray(MAX_DATAGRAM)
+        self._view = memoryview(self._buffer)
+        self._sources: dict[tuple, Endpoint] = {}  # type: ignore[type-arg]  # socket address -> Endpoint
         self._to_sockaddr = _mapped_v6 if sock.family == socket.AF_INET6 else _plain
         self._local = Endpoint.from_sockaddr(sock.getsockname())
         self._is_server = isinstance(machine, RendezvousServer)
@@ -83,6 +94,8 @@ class Driver:
         self._timer_at: float | None = None
         self._running = False
         self._pumping = False
+        self._extra: list[socket.socket] = []  # birthday probing's extra sockets; `via` i is _extra[i - 1]
+        self._sockets_wanted: Callable[[], int] | None = getattr(machine, "sockets_wanted", None)
 
     @property
     def local(self) -> Endpoint:
@@ -100,10 +113,11 @@ class Driver:
         self.pump(self.now())
 
     def stop(self) -> None:
-        """Stop reading and cancel the timer; the socket stays open (see `detach`)."""
+        """Stop reading and cancel the timer; the socket stays open (see `detach`), extra ones close."""
         if self._running:
             self._running = False
             self._loop.remove_reader(self.sock.fileno())
+        self._resize_extra(0)
         self._arm(None)
 
     # --- the drive loop -----------------------------------------------------------------------
@@ -111,23 +125,31 @@ class Driver:
     def _on_readable(self) -> None:
         """Drain up to MAX_BATCH datagrams into the machine, then pump once for the batch."""
         now = self._loop.time()
-        recvfrom, feed, endpoint = self.sock.recvfrom, self.machine.receive_datagram, Endpoint.from_sockaddr
-        tracing = self.trace is not None
+        recvfrom, feed, endpoint = self.sock.recvfrom_into, self.machine.receive_datagram, Endpoint.from_sockaddr
+        buffer, view, sources = self._buffer, self._view, self._sources
+        tracing, v4 = self.trace is not None, self._v4
         count = 0
-        while count < MAX_BATCH:
+        for count in _BATCH:  # count ends as the number of datagrams read
             try:
-                data, addr = recvfrom(MAX_DATAGRAM)
+                size, addr = recvfrom(buffer)
+                data = view[:size].tobytes()
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:  # e.g. an ICMP error surfacing on the socket
                 self.stats.receive_errors += 1
                 log.debug("%s: receive error: %s", self.actor or self._local, exc)
                 break
-            count += 1
-            source = endpoint(addr)
+            source = sources.get(addr)
+            if source is None:
+                if len(sources) >= SOURCES_REMEMBERED:
+                    sources.clear()
+                # An AF_INET address is already (host, port): no unmapping, no lru_cache to thrash.
+                source = sources[addr] = _new_tuple(Endpoint, addr) if v4 else endpoint(addr)
             if tracing:
                 self._record_receive(data, source, now)
             feed(data, source, now)
+        else:
+            count = MAX_BATCH
         self.stats.received += count
         self.pump(now)
 
@@ -151,6 +173,8 @@ class Driver:
                     self._record_event(event, now)
                 self._on_event(event)
                 event = machine.next_event()
+            if self._sockets_wanted is not None and self._sockets_wanted() != len(self._extra):
+                self._resize_extra(self._sockets_wanted())
             self._send(machine.datagrams_to_send(now), now)
             self._arm(machine.get_timer())
         finally:
@@ -159,17 +183,62 @@ class Driver:
     def _send(self, transmits: list[Transmit], now: float) -> None:
         """Hand datagrams to the kernel; a refused send is counted and dropped, as UDP may."""
         sendto, to_sockaddr = self.sock.sendto, self._to_sockaddr
+        tracing, v4 = self.trace is not None, self._v4
         errors = 0
         for transmit in transmits:
-            if self.trace is not None:
+            if tracing:
                 self._record_send(transmit, now)
+            destination = transmit.destination
+            send = sendto if not transmit.via else self._extra_sendto(transmit.via)
             try:
-                sendto(transmit.data, to_sockaddr(transmit.destination))
+                send(transmit.data, destination if v4 else to_sockaddr(destination))
             except OSError as exc:  # BlockingIOError included
                 errors += 1
-                log.debug("%s: send to %s failed: %s", self.actor or self._local, transmit.destination, exc)
+                log.debug("%s: send to %s failed: %s", self.actor or self._local, destination, exc)
         self.stats.sent += len(transmits) - errors
         self.stats.send_errors += errors
+
+    # --- extra sockets (birthday probing: `PeerClient.sockets_wanted`) ---------------------------
+
+    def _resize_extra(self, wanted: int) -> None:
+        """Open extra sockets on our address (any port) up to `wanted`, or close those beyond it."""
+        while len(self._extra) > wanted:
+            sock = self._extra.pop()
+            if self._running:
+                self._loop.remove_reader(sock.fileno())
+            sock.close()
+        while self._running and len(self._extra) < wanted:
+            try:
+                sock = open_udp_socket(self._local.host, 0)
+            except OSError as exc:  # EMFILE and the like: punch with the sockets we have
+                log.warning("%s: cannot open extra socket %d: %s", self.actor or self._local, len(self._extra) + 1, exc)
+                break
+            self._extra.append(sock)
+            self._loop.add_reader(sock.fileno(), self._on_readable_extra, len(self._extra))
+
+    def _extra_sendto(self, via: int) -> Callable[..., int]:
+        if via <= len(self._extra):
+            return self._extra[via - 1].sendto
+        return _no_socket
+
+    def _on_readable_extra(self, via: int) -> None:
+        """Feed what arrived on extra socket `via` to the machine, with its socket index."""
+        now, sock = self._loop.time(), self._extra[via - 1]
+        for _ in _BATCH:
+            try:
+                data, addr = sock.recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                self.stats.receive_errors += 1
+                log.debug("%s: receive error on socket %d: %s", self.actor or self._local, via, exc)
+                break
+            source = Endpoint.from_sockaddr(addr)
+            self.stats.received += 1
+            if self.trace is not None:
+                self._record_receive(data, source, now)
+            self.machine.receive_datagram(data, source, now, via)  # type: ignore[call-arg]
+        self.pump(now)
 
     def _arm(self, when: float | None) -> None:
         """Keep exactly one timer, at `when` (aioquic's `_transmit` tail)."""
@@ -183,7 +252,7 @@ class Driver:
     # --- tracing ------------------------------------------------------------------------------
 
     def _record_send(self, transmit: Transmit, now: float) -> None:
-        data, destination, kind = transmit
+        data, destination, kind = transmit.data, transmit.destination, transmit.kind
         summary = describe_packet(kind, data)
         self._record(TraceRecord(now, self.actor, Action.SEND, self._local, destination, kind.value, summary))
 
@@ -205,6 +274,10 @@ class Driver:
 
 
 # --- the socket edge ------------------------------------------------------------------------------
+
+
+def _no_socket(data: bytes, address: object) -> int:
+    raise OSError("no such extra socket (the machine sent via a socket it did not ask for)")
 
 
 def _plain(endpoint: Endpoint) -> tuple[str, int]:
@@ -326,6 +399,8 @@ def describe_packet(kind: MessageKind, data: bytes) -> str:
         return f"session {session_text(msg.session)}, expects {msg.expected} others"
     if isinstance(msg, ExtPeers):
         return f"you are {msg.observed}; peers: {_names(p.endpoint for p in msg.peers)}"
+    if isinstance(msg, ExtPunch):
+        return f"{type(msg).__name__[3:].lower()} from {msg.peer_id.hex()} to {msg.target.hex()}"
     if isinstance(msg, ExtLeave):
         return f"leave session {session_text(msg.session)}"
     assert isinstance(msg, ExtError)

@@ -2,14 +2,18 @@
 
 Rule: all protocol decisions are in `holepunch.protocol.server.RendezvousServer`; this module
 binds the socket, runs the driver and turns events into log lines (joins and leaves at INFO,
-drops at DEBUG, on the "holepunch.server" logger).
+drops at DEBUG, on the "holepunch.server" logger). `serve_all` adds the TCP server
+(tcp_server.py) on the same port number.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+from collections.abc import Iterable
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from ..protocol.config import ServerConfig
 from ..protocol.endpoint import Endpoint
@@ -17,6 +21,10 @@ from ..protocol.events import DatagramDropped, Event, PeerJoined, PeerLeft, Regi
 from ..protocol.server import RendezvousServer, ServerStats
 from ..trace import Trace
 from .driver import Driver, DriverStats, enlarge_buffers, open_udp_socket, session_text
+
+if TYPE_CHECKING:  # tcp_server imports this module: import it lazily at run time
+    from ..protocol.tcp_server import TcpServerConfig
+    from .tcp_server import TcpServer
 
 log = logging.getLogger("holepunch.server")
 
@@ -115,3 +123,87 @@ def _log_event(event: Event) -> None:
             log.info("refused %s in %s: %s", source, session_text(session), reason)
         case DatagramDropped(source, size, reason):
             log.debug("dropped %d bytes from %s: %s", size, source, reason)
+
+
+# --- UDP and TCP on one port number ---------------------------------------------------------------
+
+TRANSPORTS = ("udp", "tcp")
+PORT_TRIES = 20
+"""Ports tried when asked for port 0: the OS picks a free UDP port, which may be taken for TCP."""
+
+
+class Servers:
+    """The UDP and TCP rendezvous servers of one port number (either may be None)."""
+
+    def __init__(self, udp: Server | None, tcp: TcpServer | None) -> None:
+        self.udp = udp
+        self.tcp = tcp
+
+    @property
+    def address(self) -> Endpoint:
+        """The address both serve on (the real port when asked for port 0)."""
+        server = self.udp or self.tcp
+        assert server is not None
+        return server.address
+
+    @property
+    def transports(self) -> tuple[str, ...]:
+        """"udp", "tcp" or both, in that order."""
+        return tuple(name for name, server in (("udp", self.udp), ("tcp", self.tcp)) if server is not None)
+
+    async def close(self) -> None:
+        """Stop both servers; safe to call twice."""
+        for server in (self.udp, self.tcp):
+            if server is not None:
+                await server.close()
+
+    async def serve_forever(self) -> None:
+        """Wait until either server is closed."""
+        waits = [asyncio.ensure_future(s.serve_forever()) for s in (self.udp, self.tcp) if s is not None]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+
+    async def __aenter__(self) -> Servers:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<Servers {'+'.join(self.transports)} on {self.address}>"
+
+
+async def serve_all(
+    host: str = "0.0.0.0",
+    port: int = 5000,
+    *,
+    transports: Iterable[str] = TRANSPORTS,
+    config: ServerConfig | None = None,
+    tcp_config: TcpServerConfig | None = None,
+    trace: Trace | None = None,
+) -> Servers:
+    """Serve each of `transports` ("udp", "tcp") on `host:port`; port 0 picks one free for both."""
+    from .tcp_server import serve_tcp
+
+    wanted = tuple(transports)
+    if not wanted or any(t not in TRANSPORTS for t in wanted):
+        raise ValueError(f"transports must be some of {TRANSPORTS}, got {wanted!r}")
+    for _ in range(PORT_TRIES if port == 0 else 1):
+        udp = await serve(host, port, config=config, trace=trace) if "udp" in wanted else None
+        number = port if udp is None else udp.address.port
+        try:
+            tcp = await serve_tcp(host, number, tcp_config, trace) if "tcp" in wanted else None
+        except OSError as exc:
+            if udp is not None:
+                await udp.close()
+            if port == 0 and udp is not None and exc.errno == errno.EADDRINUSE:
+                continue  # that UDP port is taken for TCP: let the OS pick another
+            raise OSError(exc.errno, f"TCP port {number} is not available ({exc.strerror}); stop the program "
+                                     f"holding it, or serve UDP only") from exc
+        return Servers(udp, tcp)
+    raise OSError(errno.EADDRINUSE, f"no port number free for both UDP and TCP after {PORT_TRIES} tries")

@@ -3,7 +3,8 @@
 Rule: the seed's steps 0 to 6 with none of the reference's bugs (wire-protocol.md §6): at least
 `expected` peers suffice, strangers and late server replies are dropped and counted, connect
 completes the moment the last peer is confirmed, and every wait has a deadline. The extension is
-tried first and abandoned as soon as the server answers in the plain protocol.
+tried first and abandoned as soon as the server answers in the plain protocol. Techniques beyond
+the basic punch (`ClientConfig.techniques`) live in `techniques/`; this module only calls them.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from .messages import (
     is_extension,
 )
 from .states import ClientState, ClientTrigger, PeerState, next_client_state
+from .techniques.engine import Techniques
+from .techniques.result import ConnectResult, PeerResult
 
 
 class PeerClient:
@@ -67,6 +70,9 @@ class PeerClient:
         self.config = config or ClientConfig()
         rng = rng or random.Random()
         self.peer_id = peer_id or rng.getrandbits(8 * PEER_ID_LENGTH).to_bytes(PEER_ID_LENGTH, "big")
+        self.nat_hard: bool | None = None
+        """Whether our NAT maps per destination (symmetric); None until NAT discovery tells.
+        Birthday probing's AUTO role plays the hard half if True, the easy half if False."""
         self.state = ClientState.IDLE
         self.extended: bool | None = None  # None until the server's first answer tells
         self.public_endpoint: Endpoint | None = None
@@ -82,6 +88,8 @@ class PeerClient:
         self._deadline: float | None = None
         self._out: list[Transmit] = []
         self._events: deque[Event] = deque()
+        self._reason = ""
+        self._tech = Techniques(self, rng)
 
     @property
     def registered(self) -> bool:
@@ -119,22 +127,27 @@ class PeerClient:
             leave = encode_ext(ExtLeave(self.session, self.peer_id))
             self._out.append(Transmit(leave, self.server, MessageKind.EXT_LEAVE))
         self._move(ClientTrigger.CLOSE)
+        self._tech.stop()
         self._next_register = self._wait_deadline = self._deadline = None
         for peer in self.peers.values():
             peer.next_send = peer.final_ack_at = peer.next_keepalive = None
 
     # --- inputs -------------------------------------------------------------------------------
 
-    def receive_datagram(self, data: bytes, source: Endpoint, now: float) -> None:
-        """Handle one datagram; never raises on any payload or source."""
+    def receive_datagram(self, data: bytes, source: Endpoint, now: float, via: int = 0) -> None:
+        """Handle one datagram that arrived on local socket `via`; never raises on any payload or source."""
         if self.state in (ClientState.IDLE, ClientState.CLOSED):
             self._drop(source, data, "not running")
         elif source == self.server:
             self._from_server(bytes(data), now)
         elif source in self.peers:
-            self._from_peer(self.peers[source], bytes(data), now)
+            self._from_peer(self.peers[source], bytes(data), now, source, via)
         else:
-            self._drop(source, data, "stranger")
+            key = self._tech.route(source) or self._tech.adopt(bytes(data), source, via)
+            if key is None:
+                self._drop(source, data, "stranger")
+            else:
+                self._from_peer(self.peers[key], bytes(data), now, source, via)
 
     def handle_timer(self, now: float) -> None:
         """Fire whatever is due: registration, wait timeout, deadline, peer retransmissions."""
@@ -144,6 +157,7 @@ class PeerClient:
             self._on_deadline(now)
         for peer in self.peers.values():
             self._out.extend(self._handshake.on_timer(peer, now))
+        self._out.extend(self._tech.on_timer(now))
 
     # --- outputs ------------------------------------------------------------------------------
 
@@ -151,6 +165,7 @@ class PeerClient:
         """The absolute time `handle_timer` wants to run next, or None."""
         times = [self._next_register, self._wait_deadline, self._deadline]
         times.extend(peer.next_timer() for peer in self.peers.values())
+        times.append(self._tech.next_timer())
         present = [t for t in times if t is not None]
         return min(present) if present else None
 
@@ -162,6 +177,16 @@ class PeerClient:
     def next_event(self) -> Event | None:
         """The oldest undrained event, or None."""
         return self._events.popleft() if self._events else None
+
+    def sockets_wanted(self) -> int:
+        """Extra local sockets the driver should hold (1.. as `Transmit.via` and `via` of
+        `receive_datagram`): birthday probing's hard half; 0 for the basic punch."""
+        return self._tech.sockets_wanted()
+
+    def connect_result(self) -> ConnectResult:
+        """Per peer: connected or not, path, technique, time to connect, or why it failed."""
+        peers = tuple(PeerResult.of(peer) for peer in self.peers.values())
+        return ConnectResult(peers, self.expected, self._reason)
 
     # --- registration -------------------------------------------------------------------------
 
@@ -259,14 +284,20 @@ class PeerClient:
         self._events.append(PunchingStarted(listed, self.expected))
         for info in listed:
             peer = self.peers[info.endpoint] = Peer(info, now)
+            self._tech.prepare(peer, now)
             self._out.extend(self._handshake.start(peer, now))
         self._check_all_connected(now)
 
-    def _from_peer(self, peer: Peer, data: bytes, now: float) -> None:
-        out, just_connected, is_data = self._handshake.on_datagram(peer, data, now)
+    def _from_peer(self, peer: Peer, data: bytes, now: float, source: Endpoint, via: int = 0) -> None:
+        hint = self._tech.check(peer, data, source, via)
+        if isinstance(hint, str):
+            self._drop(source, data, hint)
+            return
+        out, just_connected, is_data = self._handshake.on_datagram(peer, data, now, hint)
         self._out.extend(out)
         if just_connected:
-            self._events.append(PeerConnected(peer.endpoint, now - peer.started))
+            event = PeerConnected(peer.endpoint, now - peer.started, peer.technique, peer.path, peer.remote)
+            self._events.append(event)
         if is_data and peer.connected:
             self._events.append(DataReceived(peer.endpoint, data))
         if just_connected and self.state is ClientState.PUNCHING:
@@ -287,6 +318,8 @@ class PeerClient:
 
     def _finish(self, now: float, trigger: ClientTrigger, reason: str, *, refused: bool = False) -> None:
         self._move(trigger)
+        self._tech.stop()
+        self._reason = reason
         self._next_register = self._wait_deadline = self._deadline = None
         connected = tuple(p.endpoint for p in self.peers.values() if p.connected)
         failed = tuple(p.endpoint for p in self.peers.values() if p.state is PeerState.FAILED)

@@ -5,10 +5,14 @@ Rule: an event says what happened, never what to do; drivers drain them with `ne
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .endpoint import Endpoint
 from .messages import PeerInfo
+
+QUIET_DEFAULT = {"trace": "omit-default"}
+"""Field metadata: trace text leaves the field out while it holds its default, so fields added
+later (the techniques' ones) do not change the traces of runs that do not use them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +96,12 @@ class PeerConnected(Event):
 
     peer: Endpoint
     elapsed: float
+    technique: str = field(default="basic", metadata=QUIET_DEFAULT)
+    """What found the path: "basic", "peer-reflexive", "prediction", "birthday", ..."""
+    path: str = field(default="direct", metadata=QUIET_DEFAULT)
+    """"direct" or "relayed"."""
+    address: Endpoint | None = field(default=None, metadata=QUIET_DEFAULT)
+    """Where datagrams to the peer go, when a technique found another address than `peer`."""
 
 
 @dataclass(frozen=True, slots=True)

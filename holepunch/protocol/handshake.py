@@ -15,6 +15,8 @@ from .messages import ACK, SYN, MessageKind, PeerInfo, Transmit
 from .states import PEER_TRANSITIONS, PeerInput, PeerState
 
 Outcome = tuple[list[Transmit], bool]  # datagrams to send, and whether the peer just connected
+Hint = tuple[PeerInput, str]
+"""What an extended punch means to the handshake (SYN or ACK), and the label for `last_seen`."""
 
 
 @dataclass
@@ -35,11 +37,26 @@ class Peer:
     """Retransmissions sent while ACKING; odd ones are SYN, even ones ACK (see `on_timer`)."""
     sent: int = 0
     received: int = 0
+    remote: Endpoint | None = None
+    """Where datagrams go when that is not the listed endpoint (a technique found another)."""
+    via: int = 0
+    """The local socket that reaches the peer: 0 is the registered one (see `Transmit.via`)."""
+    technique: str = "basic"
+    """What found the path in use: "basic", "peer-reflexive", "prediction", "birthday", ..."""
+    path: str = "direct"
+    """"direct", or "relayed" once a relay carries the traffic."""
+    messages: tuple[bytes, bytes] | None = None
+    """Extended PUNCH and PUNCH_ACK to send instead of SYN and ACK (extended peers only)."""
 
     @property
     def endpoint(self) -> Endpoint:
-        """Where we send to this peer."""
+        """The peer as the server listed it: its name in events and in `PeerClient.peers`."""
         return self.info.endpoint
+
+    @property
+    def address(self) -> Endpoint:
+        """Where we send to this peer: the listed endpoint unless a technique found another."""
+        return self.remote if self.remote is not None else self.info.endpoint
 
     @property
     def connected(self) -> bool:
@@ -63,14 +80,18 @@ class Handshake:
         peer.next_send = now + self.config.punch_interval
         return [self._send(peer, SYN, MessageKind.SYN)]
 
-    def on_datagram(self, peer: Peer, data: bytes, now: float) -> tuple[list[Transmit], bool, bool]:
-        """Feed a datagram from `peer`: returns (to send, just connected, is application data)."""
+    def on_datagram(
+        self, peer: Peer, data: bytes, now: float, hint: Hint | None = None
+    ) -> tuple[list[Transmit], bool, bool]:
+        """Feed a datagram from `peer`: returns (to send, just connected, is application data).
+
+        `hint` says the datagram is an extended punch standing for SYN or ACK."""
         peer.received += 1
         if peer.state is PeerState.FAILED or (not data and peer.state is not PeerState.ACKING):
             return [], False, False  # a keep-alive proves nothing new; a given-up peer stays so
         # While ACKING, an empty datagram is the peer's keep-alive, sent only once it connected,
         # so it got our ACK: both directions work (the DATA input), though it carries no data.
-        kind = self._input_of(peer, data, now)
+        kind = self._input_of(peer, data, now, hint)
         if kind is PeerInput.DATA and peer.state is PeerState.PUNCHING:
             peer.last_seen = "data before any handshake"
             return [], False, False
@@ -110,14 +131,16 @@ class Handshake:
         peer.state = PEER_TRANSITIONS[(peer.state, PeerInput.DEADLINE)]
         peer.next_send = None
 
-    def _input_of(self, peer: Peer, data: bytes, now: float) -> PeerInput:
-        if data == SYN or data == ACK:
+    def _input_of(self, peer: Peer, data: bytes, now: float, hint: Hint | None = None) -> PeerInput:
+        if hint is None and (data == SYN or data == ACK):
+            hint = (PeerInput.SYN if data == SYN else PeerInput.ACK, data.decode())
+        if hint is not None:
             # Until the peer sends real data it may still be punching (its ACKs to us lost), so its
             # SYN/ACK stay handshake; after that only the linger window keeps them so.
             lingering = peer.connected_at is None or now - peer.connected_at <= self.config.handshake_linger
             if lingering or not peer.data_seen:
-                peer.last_seen = data.decode()
-                return PeerInput.SYN if data == SYN else PeerInput.ACK
+                peer.last_seen = hint[1]
+                return hint[0]
         peer.data_seen = True
         return PeerInput.DATA
 
@@ -143,4 +166,10 @@ class Handshake:
     @staticmethod
     def _send(peer: Peer, data: bytes, kind: MessageKind) -> Transmit:
         peer.sent += 1
-        return Transmit(data, peer.endpoint, kind)
+        if peer.messages is not None and kind is not MessageKind.KEEPALIVE:
+            # Between extended peers SYN and ACK travel as PUNCH and PUNCH_ACK (never to others).
+            if data == SYN:
+                data, kind = peer.messages[0], MessageKind.PUNCH
+            else:
+                data, kind = peer.messages[1], MessageKind.PUNCH_ACK
+        return Transmit(data, peer.address, kind, peer.via)

@@ -23,6 +23,7 @@ MAX_ID_LENGTH = 1024  # the reference's MaxPacketSize: longer registrations are 
 SYN = b"SYN"
 ACK = b"ACK"
 PEER_ID_LENGTH = 8
+TOKEN_LENGTH = 16  # the session token of PUNCH, as of the TCP HELLO (tcp_messages.session_token)
 
 
 class MessageError(ValueError):
@@ -43,6 +44,8 @@ class MessageKind(str, enum.Enum):
     EXT_PUSH = "ext-push"
     EXT_LEAVE = "ext-leave"
     EXT_ERROR = "ext-error"
+    PUNCH = "punch"
+    PUNCH_ACK = "punch-ack"
 
 
 class Transmit(NamedTuple):
@@ -51,6 +54,9 @@ class Transmit(NamedTuple):
     data: bytes
     destination: Endpoint
     kind: MessageKind
+    via: int = 0
+    """The local socket to send from: 0 is the registered one, 1.. the extra sockets a client
+    asked for (`PeerClient.sockets_wanted`, birthday probing)."""
 
 
 class ExtType(enum.IntEnum):
@@ -60,6 +66,8 @@ class ExtType(enum.IntEnum):
     PEERS = 0x02
     LEAVE = 0x03
     ERROR = 0x04
+    PUNCH = 0x07  # 0x05 and 0x06 are TCP-only (HELLO, SELECT)
+    PUNCH_ACK = 0x08
 
 
 class Tag(enum.IntEnum):
@@ -73,6 +81,9 @@ class Tag(enum.IntEnum):
     PUSH = 0x06
     ERROR_CODE = 0x07
     ERROR_TEXT = 0x08
+    TOKEN = 0x0B  # 0x09 and 0x0A are TCP-only (HELLO's TOKEN and TARGET)
+    TARGET = 0x0C
+    PROBE = 0x0D
 
 
 class ErrorCode(enum.IntEnum):
@@ -127,12 +138,34 @@ class ExtError:
     text: str = ""
 
 
-ExtMessage = ExtRegister | ExtPeers | ExtLeave | ExtError
+@dataclass(frozen=True)
+class ExtPunch:
+    """Peer to peer, only between extended peers: the handshake probe (SYN) that says who sends it.
+
+    `token` proves the session without naming it; `peer_id` is the sender, `target` the peer it
+    means to reach, so a punch from an unlisted address can be tied to a listed peer (ICE's
+    peer-reflexive candidates, RFC 8445 §7.3.1.3). `probe` is non-zero on probes of port
+    prediction (1) or birthday probing (2)."""
+
+    token: bytes
+    peer_id: bytes
+    target: bytes
+    probe: int = 0
+
+
+@dataclass(frozen=True)
+class ExtPunchAck(ExtPunch):
+    """Peer to peer: the handshake acknowledgement (ACK), with the same fields as `ExtPunch`."""
+
+
+ExtMessage = ExtRegister | ExtPeers | ExtLeave | ExtError | ExtPunch | ExtPunchAck
 _fields_by_type: dict[type, ExtType] = {
     ExtRegister: ExtType.REGISTER,
     ExtPeers: ExtType.PEERS,
     ExtLeave: ExtType.LEAVE,
     ExtError: ExtType.ERROR,
+    ExtPunch: ExtType.PUNCH,
+    ExtPunchAck: ExtType.PUNCH_ACK,
 }
 
 
@@ -200,6 +233,8 @@ def _ext_kind(msg: ExtMessage) -> MessageKind:
         ExtRegister: MessageKind.EXT_REGISTER,
         ExtLeave: MessageKind.EXT_LEAVE,
         ExtError: MessageKind.EXT_ERROR,
+        ExtPunch: MessageKind.PUNCH,
+        ExtPunchAck: MessageKind.PUNCH_ACK,
     }[type(msg)]
 
 
@@ -228,6 +263,10 @@ def encode_ext(msg: ExtMessage) -> bytes:
         parts += [_tlv(Tag.PEER, _peer_value(p)) for p in msg.peers]
     elif isinstance(msg, ExtLeave):
         parts += [_tlv(Tag.SESSION, msg.session), _tlv(Tag.PEER_ID, msg.peer_id)]
+    elif isinstance(msg, ExtPunch):
+        parts += [_tlv(Tag.TOKEN, msg.token), _tlv(Tag.PEER_ID, msg.peer_id), _tlv(Tag.TARGET, msg.target)]
+        if msg.probe:
+            parts.append(_tlv(Tag.PROBE, bytes([msg.probe])))
     else:
         parts += [_tlv(Tag.ERROR_CODE, bytes([msg.code])), _tlv(Tag.ERROR_TEXT, msg.text.encode())]
     return b"".join(parts)
@@ -273,6 +312,18 @@ def _decode_endpoint(value: bytes) -> Endpoint:
         raise MessageError(f"bad endpoint: {exc}") from exc
 
 
+def _decode_punch(fields: _Fields, cls: type[ExtPunch]) -> ExtPunch:
+    token, target = fields.need(Tag.TOKEN), fields.need(Tag.TARGET)
+    if len(token) != TOKEN_LENGTH:
+        raise MessageError(f"token must be {TOKEN_LENGTH} bytes")
+    if len(target) != PEER_ID_LENGTH:
+        raise MessageError(f"target must be {PEER_ID_LENGTH} bytes")
+    probe = fields.single.get(Tag.PROBE, b"\x00")
+    if len(probe) != 1:
+        raise MessageError("probe must be 1 byte")
+    return cls(token, _peer_id(fields), target, probe[0])
+
+
 def _peer_id(fields: _Fields) -> bytes:
     value = fields.need(Tag.PEER_ID)
     if len(value) != PEER_ID_LENGTH:
@@ -308,4 +359,6 @@ def decode_ext(data: bytes) -> ExtMessage:
         code = fields.need(Tag.ERROR_CODE)
         text = fields.single.get(Tag.ERROR_TEXT, b"").decode("utf-8", "replace")
         return ExtError(code[0] if code else 0, text)
+    if kind in (ExtType.PUNCH, ExtType.PUNCH_ACK):
+        return _decode_punch(fields, ExtPunch if kind == ExtType.PUNCH else ExtPunchAck)
     raise MessageError(f"unknown extension type {kind}")

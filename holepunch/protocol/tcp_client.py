@@ -6,143 +6,39 @@ the peer with the lower peer id is controlling (as in ICE, RFC 8445 §8.1.1) and
 stream it verifies by sending SELECT on it, so both sides keep the same stream and close the rest.
 A SYN answered with RST is retried every `retry_interval` until the deadline (RFC 5382 §7.1);
 other failures back off. Registration has the UDP client's expected-count and timeout rules.
+States and tables are in tcp_states.py, HELLO and SELECT handling in tcp_streams.py.
 """
 
 from __future__ import annotations
 
-import enum
 import itertools
 import random
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .config import _not_negative, _positive
 from .endpoint import Endpoint
-from .events import (
-    ConnectCompleted,
-    DatagramDropped,
-    DataReceived,
-    Event,
-    PeerConnected,
-    PeerFailed,
-    PeerListReceived,
-    PunchingStarted,
-    Registered,
-)
-from .messages import (
-    PEER_ID_LENGTH,
-    ExtError,
-    ExtLeave,
-    ExtPeers,
-    ExtRegister,
-    MessageError,
-    PeerInfo,
-)
-from .states import CLIENT_TRANSITIONS, ClientState, ClientTrigger, TransitionError
+from .events import ConnectCompleted, Event, PeerFailed, PeerListReceived, PunchingStarted, Registered
+from .messages import PEER_ID_LENGTH, ExtError, ExtLeave, ExtPeers, ExtRegister, MessageError, PeerInfo
+from .states import ClientState, ClientTrigger
 from .tcp_messages import (
-    DEFAULT_MAX_FRAME,
-    Close,
-    Connect,
-    ConnId,
-    FrameDecoder,
-    Hello,
-    Intent,
-    Listen,
-    Retry,
-    Select,
-    StopListening,
-    TcpFrame,
-    Write,
-    encode_frame,
-    explain_errno,
-    frame_kind,
-    session_token,
+    DEFAULT_MAX_FRAME, Close, Connect, ConnId, Intent, Listen, Retry, StopListening, TcpFrame, Write,
+    explain_errno, session_token,
 )
+from .tcp_states import (  # re-exported: the tables and states are part of this module's API
+    SI, SS, STREAM_TRANSITIONS, TCP_CLIENT_TRANSITIONS, TCP_PEER_TRANSITIONS, TI, TP, StreamInput,
+    StreamState, TcpPeerInput, TcpPeerState, TcpTrigger,
+)
+from .tcp_states import step as _step
+from .tcp_streams import PeerDisconnected, PeerStreams, Stream, TcpPeer
 
-# --- states and transition tables ------------------------------------------------------------
+__all__ = [
+    "STREAM_TRANSITIONS", "TCP_CLIENT_TRANSITIONS", "TCP_PEER_TRANSITIONS", "PeerDisconnected", "Stream",
+    "StreamInput", "StreamState", "TcpClientConfig", "TcpPeer", "TcpPeerClient", "TcpPeerInput",
+    "TcpPeerState", "TcpTrigger",
+]
 
-
-class TcpTrigger(enum.Enum):
-    """The one client trigger TCP adds to `ClientTrigger`."""
-
-    ERROR = "socket or server error"
-
-
-CS = ClientState
-TCP_CLIENT_TRANSITIONS: dict[tuple[ClientState, ClientTrigger | TcpTrigger], ClientState] = {
-    (state, trigger): target for (state, trigger), target in CLIENT_TRANSITIONS.items()
-}  # the UDP client's table, plus:
-TCP_CLIENT_TRANSITIONS[(CS.REGISTERING, TcpTrigger.ERROR)] = CS.INCOMPLETE
-TCP_CLIENT_TRANSITIONS[(CS.PUNCHING, TcpTrigger.ERROR)] = CS.INCOMPLETE
-
-
-class StreamState(enum.Enum):
-    """Where one TCP connection to a peer (or to the server) is."""
-
-    CONNECTING = "connecting"
-    OPEN = "open"  # TCP is up; HELLO not yet verified
-    VERIFIED = "verified"  # HELLO exchanged both ways
-    SELECTED = "selected"  # the one stream kept for this peer
-    CLOSED = "closed"
-
-
-class StreamInput(enum.Enum):
-    """What moves a stream."""
-
-    CONNECTED = "connected"
-    FAILED = "connect failed"
-    HELLO = "valid HELLO"
-    SELECT = "SELECT"
-    LOST = "connection lost"
-    CLOSE = "we close"
-
-
-SS, SI = StreamState, StreamInput
-STREAM_TRANSITIONS: dict[tuple[StreamState, StreamInput], StreamState] = {
-    (SS.CONNECTING, SI.CONNECTED): SS.OPEN,
-    (SS.CONNECTING, SI.FAILED): SS.CLOSED,
-    (SS.OPEN, SI.HELLO): SS.VERIFIED,
-    (SS.VERIFIED, SI.SELECT): SS.SELECTED,
-    **{(s, SI.LOST): SS.CLOSED for s in SS if s is not SS.CLOSED},
-    **{(s, SI.CLOSE): SS.CLOSED for s in SS if s is not SS.CLOSED},
-}
-
-
-class TcpPeerState(enum.Enum):
-    """Where one listed peer is."""
-
-    PUNCHING = "punching"
-    CONNECTED = "connected"
-    FAILED = "failed"
-    DISCONNECTED = "disconnected"
-
-
-class TcpPeerInput(enum.Enum):
-    """What moves a peer."""
-
-    SELECTED = "stream selected"
-    DEADLINE = "deadline"
-    ERROR = "local error"
-    LOST = "stream lost"
-
-
-TP, TI = TcpPeerState, TcpPeerInput
-TCP_PEER_TRANSITIONS: dict[tuple[TcpPeerState, TcpPeerInput], TcpPeerState] = {
-    (TP.PUNCHING, TI.SELECTED): TP.CONNECTED,
-    (TP.PUNCHING, TI.DEADLINE): TP.FAILED,
-    (TP.PUNCHING, TI.ERROR): TP.FAILED,
-    (TP.CONNECTED, TI.LOST): TP.DISCONNECTED,
-}
-
-
-def _step(table: dict, state: enum.Enum, trigger: enum.Enum) -> enum.Enum:  # type: ignore[type-arg]
-    try:
-        return table[(state, trigger)]  # type: ignore[no-any-return]
-    except KeyError:
-        raise TransitionError(f"{trigger.value!r} is not allowed in state {state.value}") from None
-
-
-# --- configuration, events and records -------------------------------------------------------
+# --- configuration ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -181,55 +77,10 @@ class TcpClientConfig:
                 raise ValueError(f"{name} must be positive or None, got {value!r}")
 
 
-@dataclass(frozen=True, slots=True)
-class PeerDisconnected(Event):
-    """The stream kept for `peer` closed after it connected (TCP can tell; UDP cannot)."""
-
-    peer: Endpoint
-    reason: str
-
-
-@dataclass(eq=False)
-class Stream:
-    """One connection: to the server, to a peer we dialled, or accepted from someone."""
-
-    conn_id: ConnId
-    role: str  # "server", "out" or "in"
-    remote: Endpoint
-    state: StreamState
-    decoder: FrameDecoder
-    peer: TcpPeer | None = None
-    deadline: float | None = None
-    hello: Hello | None = None  # held while we still register and do not punch yet
-    sent_hello: bool = False
-    received: int = 0
-
-
-@dataclass(eq=False)
-class TcpPeer:
-    """One listed peer and our attempts to reach it."""
-
-    info: PeerInfo
-    started: float
-    state: TcpPeerState = TcpPeerState.PUNCHING
-    attempts: int = 0
-    backoffs: int = 0
-    next_attempt: float | None = None
-    outbound: Stream | None = None
-    selected: Stream | None = None
-    last_error: str = "no attempt finished"
-    errors: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def endpoint(self) -> Endpoint:
-        """The public endpoint the server listed, which we dial."""
-        return self.info.endpoint
-
-
 # --- the client ------------------------------------------------------------------------------
 
 
-class TcpPeerClient:
+class TcpPeerClient(PeerStreams):
     """One peer of a session over TCP: feed it socket results and timers, drain intents and events."""
 
     def __init__(
@@ -543,113 +394,7 @@ class TcpPeerClient:
             return cfg.retry_interval
         return min(cfg.retry_interval * 2.0 ** max(backoffs - 1, 0), cfg.max_retry_interval)
 
-    def _stream_timeout(self, stream: Stream, now: float) -> None:
-        if stream.state is SS.CONNECTING:
-            self._close(stream, SI.CLOSE)
-            self._connect_error(stream, "NO_ANSWER", now)
-        elif stream.hello is not None:  # held, but the server never listed that peer to us
-            self._reject(stream, "unlisted peer: its HELLO was held until hello_timeout", now)
-        elif stream.role == "in" and stream.peer is None:
-            self._reject(stream, "stranger: no valid HELLO in time", now)
-        else:
-            self._close(stream, SI.CLOSE)
-            self._stream_gone(stream, "no HELLO came back in time", now)
-
-    # --- HELLO and SELECT on peer streams -----------------------------------------------------
-
-    def _read_peer(self, stream: Stream, now: float) -> None:
-        while stream.state in (SS.OPEN, SS.VERIFIED):
-            try:
-                frame = stream.decoder.next_frame()
-            except MessageError as exc:
-                return self._reject(stream, f"stranger: malformed stream: {exc}", now)
-            if frame is None:
-                return None
-            if isinstance(frame, Hello) and stream.state is SS.OPEN and stream.hello is None:
-                self._on_hello(stream, frame, now)
-            elif isinstance(frame, Select) and stream.state is SS.VERIFIED and not self._controlling(stream):
-                self._select(stream, now)
-            else:
-                return self._reject(stream, f"stranger: unexpected {type(frame).__name__} frame", now)
-        if stream.state is SS.SELECTED:  # what follows SELECT is application data
-            self._deliver(stream, stream.decoder.take_rest())
-        return None
-
-    def _on_hello(self, stream: Stream, hello: Hello, now: float) -> None:
-        if hello.token != self.token:
-            return self._reject(stream, "stranger: HELLO for another session", now)
-        if hello.target != self.peer_id or hello.peer_id == self.peer_id:
-            return self._reject(stream, "stranger: HELLO for another peer", now)
-        if stream.role == "out" and stream.peer is not None and hello.peer_id != stream.peer.info.peer_id:
-            return self._reject(stream, "stranger: another peer answered at this endpoint", now)
-        peer = self.peers.get(hello.peer_id)
-        if peer is None and self.state is ClientState.REGISTERING:
-            stream.hello = hello  # the server has not listed it to us yet, or we do not punch yet
-            return None
-        if peer is None:
-            return self._reject(stream, "stranger: HELLO from a peer we do not punch", now)
-        stream.peer = peer
-        if peer.state is not TP.PUNCHING:
-            self.duplicates += 1
-            return self._close(stream, SI.CLOSE)
-        self._advance(stream, SI.HELLO)
-        stream.deadline = None
-        if not stream.sent_hello:
-            self._send_hello(stream)  # we accepted it: answer only once it proved itself
-        if self._controlling(stream):
-            self._send(stream, Select())
-            self._select(stream, now)
-        else:
-            peer.next_attempt = None  # the controlling peer will select a stream: wait for it
-        return None
-
-    def _controlling(self, stream: Stream) -> bool:
-        """The lower peer id picks the stream (ICE's controlling agent nominates, RFC 8445 §8.1.1)."""
-        return stream.peer is not None and self.peer_id < stream.peer.info.peer_id
-
-    def _select(self, stream: Stream, now: float) -> None:
-        peer = stream.peer
-        assert peer is not None
-        self._advance(stream, SI.SELECT)
-        peer.state = _step(TCP_PEER_TRANSITIONS, peer.state, TI.SELECTED)  # type: ignore[assignment]
-        peer.selected, peer.next_attempt = stream, None
-        for other in list(self.streams.values()):
-            if other.peer is peer and other is not stream:
-                if other.state is not SS.CONNECTING:
-                    self.duplicates += 1
-                self._close(other, SI.CLOSE)
-        peer.outbound = None
-        self._events.append(PeerConnected(peer.endpoint, now - peer.started))
-        if self.state is ClientState.PUNCHING:
-            self._check_all_connected(now)
-
-    def _send_hello(self, stream: Stream) -> None:
-        peer = stream.peer
-        target = peer.info.peer_id if peer is not None else bytes(PEER_ID_LENGTH)
-        self._send(stream, Hello(self.token, self.peer_id, target))
-        stream.sent_hello = True
-
-    def _deliver(self, stream: Stream, data: bytes) -> None:
-        if data and stream.peer is not None:
-            self._events.append(DataReceived(stream.peer.endpoint, data))
-
     # --- endings ------------------------------------------------------------------------------
-
-    def _stream_gone(self, stream: Stream, reason: str, now: float) -> None:
-        """A peer stream ended: a kept one disconnects the peer, another one may need a retry."""
-        peer = stream.peer
-        if peer is None:
-            return
-        if peer.selected is stream:
-            peer.state = _step(TCP_PEER_TRANSITIONS, peer.state, TI.LOST)  # type: ignore[assignment]
-            self._events.append(PeerDisconnected(peer.endpoint, "connection closed by the peer or the network"))
-            return
-        if peer.outbound is stream:
-            peer.outbound = None
-        peer.last_error = reason
-        idle = peer.outbound is None and peer.next_attempt is None
-        if peer.state is TP.PUNCHING and idle and not self._has_verified(peer):
-            peer.next_attempt = now + self.config.retry_interval
 
     def _check_all_connected(self, now: float) -> None:
         if all(p.state is TP.CONNECTED for p in self.peers.values()):
@@ -697,37 +442,6 @@ class TcpPeerClient:
 
     # --- helpers ------------------------------------------------------------------------------
 
-    def _new_stream(self, conn_id: ConnId, role: str, remote: Endpoint, state: StreamState) -> Stream:
-        stream = Stream(conn_id, role, remote, state, FrameDecoder(self.config.max_frame_size))
-        self.streams[conn_id] = stream
-        return stream
-
-    def _close(self, stream: Stream, how: StreamInput, *, intent: bool = True) -> None:
-        self._advance(stream, how)
-        stream.deadline = None
-        self.streams.pop(stream.conn_id, None)
-        if intent:
-            self._intents.append(Close(stream.conn_id))
-
-    def _reject(self, stream: Stream, reason: str, now: float) -> None:
-        """Close a stream that did not prove itself, and count it."""
-        self._drop(stream.remote, stream.received, reason)
-        self._close(stream, SI.CLOSE)
-        self._stream_gone(stream, reason, now)
-
-    def _reject_new(self, conn_id: ConnId, remote: Endpoint, reason: str) -> None:
-        self._drop(remote, 0, reason)
-        self._intents.append(Close(conn_id))
-
-    def _send(self, stream: Stream, frame: TcpFrame) -> None:
-        self._intents.append(Write(stream.conn_id, encode_frame(frame), frame_kind(frame)))
-
-    def _advance(self, stream: Stream, how: StreamInput) -> None:
-        stream.state = _step(STREAM_TRANSITIONS, stream.state, how)  # type: ignore[assignment]
-
-    def _has_verified(self, peer: TcpPeer) -> bool:
-        return any(s.peer is peer and s.state is SS.VERIFIED for s in self.streams.values())
-
     def _connected(self, endpoint: Endpoint) -> TcpPeer | None:
         return next((p for p in self.peers.values() if p.endpoint == endpoint and p.state is TP.CONNECTED), None)
 
@@ -737,6 +451,3 @@ class TcpPeerClient:
     def _move(self, trigger: ClientTrigger | TcpTrigger) -> None:
         self.state = _step(TCP_CLIENT_TRANSITIONS, self.state, trigger)  # type: ignore[assignment]
 
-    def _drop(self, source: Endpoint, size: int, reason: str) -> None:
-        self.dropped[reason] += 1
-        self._events.append(DatagramDropped(source, size, reason))

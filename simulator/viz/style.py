@@ -26,6 +26,13 @@ KIND_COLOURS: dict[str, str] = {
     "data": "#17becf",
     "ext-leave": "#8c564b",
     "ext-error": "#e377c2",
+    # TCP segments: lighter shades of the UDP punch's hues (SYN orange, ACK green, data teal).
+    "tcp-syn": "#fdae6b",
+    "tcp-syn-ack": "#a1d99b",
+    "tcp-ack": "#74c476",
+    "tcp-rst": "#ff9896",
+    "tcp-fin": "#c7c7c7",
+    "tcp-data": "#9edae5",
 }
 UNKNOWN_COLOUR = "#444444"
 DROP_COLOUR = "#d62728"

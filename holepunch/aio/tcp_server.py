@@ -1,0 +1,145 @@
+"""The TCP rendezvous server over real sockets: `await serve_tcp(...)` returns a running `TcpServer`.
+
+Rule: all protocol decisions are in `holepunch.protocol.tcp_server.TcpRendezvousServer`; this
+module binds the listener, accepts connections, runs the TCP drive loop (tcp_driver.py) and logs
+events on the "holepunch.server" logger, as the UDP server does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from types import TracebackType
+
+from ..protocol.endpoint import Endpoint
+from ..protocol.messages import MessageError
+from ..protocol.tcp_messages import decode_body, frame_kind
+from ..protocol.tcp_server import TcpRendezvousServer, TcpServerConfig, TcpServerStats
+from ..trace import Trace
+from .server import _log_event
+from .tcp_driver import TcpIO
+from .tcp_io import BACKLOG, Conn, TcpDriverStats, tcp_socket
+
+log = logging.getLogger("holepunch.server")
+
+
+class TcpServerDriver(TcpIO):
+    """Runs a `TcpRendezvousServer` on a listening socket: accepts, bytes in, writes and closes out."""
+
+    def __init__(self, machine: TcpRendezvousServer, listener: socket.socket, *, trace: Trace | None = None,
+                 actor: str = "server") -> None:
+        super().__init__(_log_event, trace=trace, actor=actor)
+        self.machine = machine
+        self.listener: socket.socket = listener  # bound, listening and non-blocking
+        self.address = self.local = Endpoint.from_sockaddr(listener.getsockname())
+
+    def start(self) -> None:
+        """Accept connections and serve them."""
+        super().start()
+        self._loop.add_reader(self.listener.fileno(), self._on_accept)
+
+    def stop(self) -> None:
+        """Close the listener and every connection."""
+        if self._running:
+            self._loop.remove_reader(self.listener.fileno())
+        super().stop()
+        self.listener.close()
+
+    def _accepted(self, conn: Conn, now: float) -> None:
+        self.machine.connection_made(conn.conn_id, conn.remote, now)
+
+    def _carry_out(self, now: float) -> None:
+        for conn_id, data in self.machine.data_to_send():
+            self._write(conn_id, data, _kind(data) if self.trace is not None else "", now)
+        for conn_id in self.machine.connections_to_close():
+            self._close(conn_id, now)
+
+
+def _kind(frame: bytes) -> str:
+    """The trace kind of one frame the server writes."""
+    try:
+        return str(frame_kind(decode_body(frame[4:])).value)
+    except MessageError:
+        return "malformed"
+
+
+class TcpServer:
+    """A running TCP rendezvous server; stop it with `await close()` or `async with server:`."""
+
+    def __init__(self, machine: TcpRendezvousServer, driver: TcpServerDriver) -> None:
+        self.machine = machine
+        self._driver = driver
+        self._closed = asyncio.get_running_loop().create_future()
+
+    @property
+    def address(self) -> Endpoint:
+        """The address actually bound (the real port when asked for port 0)."""
+        return self._driver.address
+
+    @property
+    def stats(self) -> TcpServerStats:
+        """Protocol counters: connections, registrations, replies, pushes, refusals, drops."""
+        return self.machine.stats
+
+    @property
+    def io_stats(self) -> TcpDriverStats:
+        """Socket counters: accepted connections, bytes in and out, connections lost."""
+        return self._driver.stats
+
+    @property
+    def trace(self) -> Trace | None:
+        """The trace being recorded, if tracing was asked for."""
+        return self._driver.trace
+
+    @property
+    def closed(self) -> bool:
+        """True once `close()` has run."""
+        return self._closed.done()
+
+    async def close(self) -> None:
+        """Stop accepting and close every connection; safe to call twice."""
+        if self._closed.done():
+            return
+        self._driver.stop()
+        self._closed.set_result(None)
+        log.info("TCP server on %s stopped", self.address)
+
+    async def serve_forever(self) -> None:
+        """Wait until the server is closed (from another task or a signal handler)."""
+        await asyncio.shield(self._closed)
+
+    async def __aenter__(self) -> TcpServer:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "serving"
+        return f"<TcpServer {self.address} {state}, {self.machine.connection_count} connections>"
+
+
+async def serve_tcp(
+    host: str = "0.0.0.0",
+    port: int = 5000,
+    config: TcpServerConfig | None = None,
+    trace: Trace | None = None,
+) -> TcpServer:
+    """Listen on `host:port` over TCP (port 0 picks a free one) and serve; returns the running server."""
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port must be 0-65535, got {port}")
+    listener = tcp_socket(host, port, reuse_port=False)  # SO_REUSEADDR only: one server per port
+    try:
+        listener.listen(BACKLOG)
+    except BaseException:
+        listener.close()
+        raise
+    machine = TcpRendezvousServer(config)
+    driver = TcpServerDriver(machine, listener, trace=trace)
+    server = TcpServer(machine, driver)
+    driver.start()
+    log.info("TCP server listening on %s", server.address)
+    return server
