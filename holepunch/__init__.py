@@ -7,6 +7,7 @@ the protocol and trace types without pulling in asyncio or socket.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
 
 from .protocol import ClientConfig, ClientState, Endpoint, PeerClient, PeerState, RendezvousServer, ServerConfig
@@ -14,24 +15,21 @@ from .trace import Action, Trace, TraceRecord
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "connect": "holepunch.aio.client",
-    "connect_blocking": "holepunch.aio.blocking",
-    "Mesh": "holepunch.aio.client",
-    "serve": "holepunch.aio.server",
-    "Server": "holepunch.aio.server",
-}
+logging.getLogger("holepunch").addHandler(logging.NullHandler())  # applications choose where logs go
+
+_LAZY = frozenset({
+    "BlockingMesh", "ConnectError", "Mesh", "Server", "Servers", "TcpMesh", "TcpServer",
+    "connect", "connect_blocking", "connect_tcp", "serve", "serve_all", "serve_tcp",
+})
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
+    if name not in _LAZY:
         raise AttributeError(f"module 'holepunch' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    return getattr(importlib.import_module("holepunch.aio"), name)
 
 
 __all__ = [
-    "Action", "ClientConfig", "ClientState", "Endpoint", "Mesh", "PeerClient", "PeerState",
-    "RendezvousServer", "ServerConfig", "Server", "Trace", "TraceRecord", "__version__",
-    "connect", "connect_blocking", "serve",
+    "Action", "ClientConfig", "ClientState", "Endpoint", "PeerClient", "PeerState",
+    "RendezvousServer", "ServerConfig", "Trace", "TraceRecord", "__version__", *sorted(_LAZY),
 ]

@@ -1,12 +1,9 @@
 """asyncio drivers that run the sans-IO machines over real UDP and TCP sockets.
 
 Rule: sockets, clocks and event loops live here and nowhere under `holepunch.protocol`.
-Library loggers ("holepunch.*") get a NullHandler: applications decide where logs go.
 """
 
 from __future__ import annotations
-
-import logging
 
 from .blocking import BlockingMesh, BlockingTcpMesh, connect_blocking
 from .client import ConnectError, Mesh, MeshClosed, PeerStatus, connect
@@ -16,8 +13,6 @@ from .tcp_client import TcpMesh, TcpPeerStatus, connect_tcp
 from .tcp_driver import TcpDriver
 from .tcp_io import TcpDriverStats
 from .tcp_server import TcpServer, serve_tcp
-
-logging.getLogger("holepunch").addHandler(logging.NullHandler())
 
 __all__ = [
     "BlockingMesh", "BlockingTcpMesh", "ConnectError", "Driver", "DriverStats", "Mesh", "MeshClosed",
