@@ -103,7 +103,7 @@ def _replay(table: _Rebuilt, r: TraceRecord) -> None:
     if r.action is Action.TRANSLATE and r.summary in ("outbound", "hairpin"):
         first, _, rest = r.detail.partition(", ")
         inside, _, outside = first.partition(" -> ")
-        remote = Endpoint.parse(rest.partition(" -> ")[0]) if rest else r.destination
+        remote = Endpoint.parse(rest.partition(" -> ")[0]) if rest and r.summary == "hairpin" else r.destination
         if remote is not None:
             table.outbound(Endpoint.parse(inside), Endpoint.parse(outside), remote, r.time)
     elif r.action is Action.DROP and r.summary == "inbound" and r.source and r.destination:

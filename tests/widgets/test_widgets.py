@@ -286,3 +286,13 @@ def test_state_machine_views():
     with pytest.raises(ValueError):
         state_machine_view("router")
 
+
+
+def test_stepper_steps_through_a_tcp_run() -> None:
+    """TCP rewrite records carry the session state after the comma, not an address."""
+    from simulator import PORT_RESTRICTED_CONE, run_tcp_punch
+
+    stepper = punch_stepper(run_tcp_punch(PORT_RESTRICTED_CONE, PORT_RESTRICTED_CONE))
+    for _ in range(12):
+        stepper.next()
+    assert stepper.index == 12 and stepper.explanation.value
