@@ -41,6 +41,20 @@ from .presets import (
 )
 from .scenarios import Scenario, format_grid, mesh, nat_grid, quiet_period, run_punch, two_peers
 from .scheduler import Handle, Scheduler
+from .techniques import (
+    SYMMETRIC_SEQUENTIAL,
+    TECHNIQUE_PRESETS,
+    TECHNIQUE_SETS,
+    BirthdayFigure,
+    GridCell,
+    TechniqueGrid,
+    birthday_run,
+    birthday_trials,
+    format_technique_grids,
+    peer_results,
+    run_techniques,
+    technique_grid,
+)
 
 __all__ = [
     "EXPIRED", "FILTERED", "FULL_CONE", "Filtering", "HAIRPIN_OFF", "Handle", "Host",
@@ -50,6 +64,10 @@ __all__ = [
     "PortAllocation", "QuietOutcome", "RESTRICTED_CONE", "Realm", "SYMMETRIC", "Scenario",
     "Scheduler", "describe_event", "format_grid", "mesh", "nat_grid", "preset", "quiet_period",
     "run_punch", "two_peers",
+    # techniques (issue 7)
+    "BirthdayFigure", "GridCell", "SYMMETRIC_SEQUENTIAL", "TECHNIQUE_PRESETS", "TECHNIQUE_SETS", "TechniqueGrid",
+    "birthday_run", "birthday_trials", "format_technique_grids", "peer_results", "run_techniques",
+    "technique_grid",
 ]
 
 # TCP: segments through NATs (RFC 5382), the TCP machines' drivers and scenarios.

@@ -15,7 +15,8 @@ import random
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from holepunch.protocol import ClientConfig, PeerClient
 from holepunch.protocol.endpoint import Endpoint
@@ -119,12 +120,11 @@ class TechniqueGrid:
             return f"{title}\n  not implemented yet: {missing}\n"
         rows = list(dict.fromkeys(a for a, _ in self.cells))
         cols = list(dict.fromkeys(b for _, b in self.cells))
-        width = max(len(name) for name in rows + cols) + 1
+        texts = {pair: cell.text() if what == "outcome" else cell.technique or "-" for pair, cell in self.cells.items()}
+        width = max(len(name) for name in [*rows, *cols, *texts.values()]) + 1
         lines = [title, " " * width + "".join(f"{c:>{width}}" for c in cols)]
         for a in rows:
-            cells = [self.cells.get((a, b)) for b in cols]
-            texts = ["-" if c is None else c.text() if what == "outcome" else c.technique or "-" for c in cells]
-            lines.append(f"{a:<{width}}" + "".join(f"{t:>{width}}" for t in texts))
+            lines.append(f"{a:<{width}}" + "".join(f"{texts.get((a, b), '-'):>{width}}" for b in cols))
         return "\n".join(lines) + "\n"
 
 
@@ -230,28 +230,32 @@ def birthday_trials(k: int = 256, m: int = 256, seeds: Iterable[int] = range(200
                     hard: NatBehavior = SYMMETRIC, easy: NatBehavior = PORT_RESTRICTED_CONE,
                     config: ClientConfig | None = None, **options: Any) -> BirthdayFigure:
     """Birthday probing alone between a `hard` peer A (k sockets) and an `easy` peer B (m probes),
-    once per seed; the roles are set, as NAT discovery would set them.
-
-    One sweep each: the easy side starts probing once the hard side has opened its k mappings
-    (`escalation_delay` later by the time k paced sends take, plus a round trip), so each run
-    connects exactly when one of the m probed ports is one of the k mapped ones.
-    """
-    base = config or ClientConfig()
-    base = dataclasses.replace(base, techniques=frozenset({Technique.BIRTHDAY}), birthday_sockets=k,
-                               birthday_probes=m, max_sweeps=1)
-    lead = base.escalation_delay + k * base.probe_interval + 0.2
-    configs = {
-        "A": dataclasses.replace(base, birthday_role=BirthdayRole.HARD),
-        "B": dataclasses.replace(base, birthday_role=BirthdayRole.EASY, escalation_delay=lead),
-    }
-    timeout = lead + m * base.probe_interval + 0.5
-
-    def factory(letter: str, server: Endpoint, session: bytes, expected: int, rng: random.Random) -> Machine:
-        cfg = dataclasses.replace(configs[letter], timeout=timeout)
-        return PeerClient(server, session, expected, cfg, rng=rng)
-
+    once per seed (`birthday_run`); the figure to set beside `birthday_probability`."""
     seeds = tuple(seeds)
-    wins = sum(run_punch(two_peers(hard, easy, seed=s, client_factory=factory, **options)).connected
-               for s in seeds)
+    wins = sum(birthday_run(k, m, s, hard=hard, easy=easy, config=config, **options).connected for s in seeds)
     low, high = hard.ports
     return BirthdayFigure(k, m, len(seeds), wins, high - low + 1)
+
+
+def birthday_run(k: int, m: int, seed: int, *, hard: NatBehavior = SYMMETRIC,
+                 easy: NatBehavior = PORT_RESTRICTED_CONE, config: ClientConfig | None = None,
+                 **options: Any) -> Outcome:
+    """One birthday run: A plays the hard half, B the easy half, as NAT discovery would set them.
+
+    One sweep each: the easy side starts probing once the hard side has opened its k mappings
+    (`escalation_delay` later by the time k paced sends take, plus a round trip), so the run
+    connects exactly when one of the m probed ports is one of the k mapped ones.
+    """
+    base = dataclasses.replace(config or ClientConfig(), techniques=frozenset({Technique.BIRTHDAY}),
+                               birthday_sockets=k, birthday_probes=m, max_sweeps=1)
+    lead = base.escalation_delay + k * base.probe_interval + 0.2
+    timeout = lead + m * base.probe_interval + 0.5
+    configs = {
+        "A": dataclasses.replace(base, birthday_role=BirthdayRole.HARD, timeout=timeout),
+        "B": dataclasses.replace(base, birthday_role=BirthdayRole.EASY, escalation_delay=lead, timeout=timeout),
+    }
+
+    def factory(letter: str, server: Endpoint, session: bytes, expected: int, rng: random.Random) -> Machine:
+        return PeerClient(server, session, expected, configs[letter], rng=rng)
+
+    return run_punch(two_peers(hard, easy, seed=seed, client_factory=factory, **options))

@@ -102,6 +102,11 @@ class Driver:
         """The address the socket is bound to."""
         return self._local
 
+    @property
+    def extra_sockets(self) -> tuple[socket.socket, ...]:
+        """The extra sockets the machine asked for (`sockets_wanted`); `via` i is the i-th."""
+        return tuple(self._extra)
+
     def now(self) -> float:
         """The driver's clock, which is the machine's clock."""
         return self._loop.time()
@@ -204,8 +209,7 @@ class Driver:
         """Open extra sockets on our address (any port) up to `wanted`, or close those beyond it."""
         while len(self._extra) > wanted:
             sock = self._extra.pop()
-            if self._running:
-                self._loop.remove_reader(sock.fileno())
+            self._loop.remove_reader(sock.fileno())  # a no-op if it was never added
             sock.close()
         while self._running and len(self._extra) < wanted:
             try:
@@ -223,6 +227,8 @@ class Driver:
 
     def _on_readable_extra(self, via: int) -> None:
         """Feed what arrived on extra socket `via` to the machine, with its socket index."""
+        if via > len(self._extra):
+            return  # closed since the loop saw it readable
         now, sock = self._loop.time(), self._extra[via - 1]
         for _ in _BATCH:
             try:

@@ -117,7 +117,7 @@ class PeerClient:
         if record is None or not record.connected:
             raise ValueError(f"{peer} is not a connected peer")
         record.sent += 1
-        self._out.append(Transmit(bytes(data), peer, MessageKind.DATA))
+        self._out.append(Transmit(bytes(data), record.address, MessageKind.DATA, record.via))
 
     def close(self, now: float) -> None:
         """Stop everything; tell an extension-speaking server that we left."""

@@ -143,7 +143,9 @@ class RendezvousServer:
                     reply = next(iter(session.values())).text
                 else:
                     reply = b",".join([m.text for m in session.values()]) if count else b""
-                session[source] = member  # re-inserted last: least recently registered first
+                # Re-inserted last (least recently registered first), keyed by the Endpoint it joined
+                # with: keying by `source` would keep a second, equal Endpoint alive per member.
+                session[member.endpoint] = member
                 member.peer_id = None
                 member.expires = now + self._timeout
                 self._expiry.move_to_end(member)
@@ -216,7 +218,7 @@ class RendezvousServer:
         if member is None:
             return self._join(sid, session, source, peer_id, now)
         others = list(session.values())
-        session[source] = member
+        session[member.endpoint] = member  # as in receive_datagram
         member.peer_id = peer_id
         member.expires = now + self._timeout
         self._expiry.move_to_end(member)
@@ -241,15 +243,16 @@ class RendezvousServer:
         self._expiry[member] = None
         self.stats.joined += 1
         self._events.append(PeerJoined(sid, source, tell, len(session)))
-        if self.config.push:
+        if others and self.config.push:
             self._push(sid, member, others)
         return others
 
     def _push(self, sid: bytes, newcomer: Member, others: list[Member]) -> None:
         """Tell extended members about a newcomer; plain members are never pushed to (B1)."""
-        info = (newcomer.info(),)
+        info: tuple[PeerInfo, ...] = ()  # built at the first extended member: often there is none
         for member in others:
             if member.peer_id is not None:
+                info = info or (newcomer.info(),)
                 data = encode_ext(ExtPeers(sid, member.endpoint, info, push=True))
                 self._out.append(Transmit(data, member.endpoint, MessageKind.EXT_PUSH))
                 self.stats.pushes += 1

@@ -29,6 +29,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..client import PeerClient
 
 Path = tuple[Endpoint, int]  # (remote address, local socket index)
+MAX_PATHS = 2048
+"""Paths remembered per peer at most: birthday needs a few hundred; anyone who knows the session
+ID can forge valid punches from many sources, and must not grow our tables without bound."""
 _BY_CODE = {code: technique for technique, code in PROBE_CODES.items()}
 
 
@@ -97,6 +100,8 @@ class Techniques:
         if self._technique_of(self._plans[key], source, via, msg) is None:
             peer.last_seen = f"PUNCH from the unlisted {source} (peer-reflexive learning is off)"
             return None
+        if len(self._plans[key].labels) >= MAX_PATHS:
+            return None
         self._routes[source] = peer.endpoint
         return peer.endpoint
 
@@ -116,6 +121,8 @@ class Techniques:
         technique = self._technique_of(plan, source, via, msg)
         if technique is None:
             return "punch on another socket"
+        if (source, via) not in plan.labels and len(plan.labels) >= MAX_PATHS:
+            return "too many paths"
         if plan.labels.get((source, via), BASIC) == BASIC:
             plan.labels[(source, via)] = technique  # a probe on the listed path names its technique
         if peer.messages is None:
@@ -223,7 +230,7 @@ class Techniques:
                 out.append(Transmit(data, address, MessageKind.PUNCH))
         if Technique.BIRTHDAY in self.enabled:
             data = self._punches(plan.peer.info.peer_id, PROBE_CODES[Technique.BIRTHDAY])[0]
-            roles = resolve_role(cfg.birthday_role, self.client.nat_hard)
+            roles = resolve_role(BirthdayRole(cfg.birthday_role), self.client.nat_hard)
             if BirthdayRole.HARD in roles and cfg.birthday_sockets > 1:
                 # Our socket 0 already punches the listed endpoint: k sockets = it + k - 1 more.
                 self._sockets = max(self._sockets, cfg.birthday_sockets - 1)

@@ -40,7 +40,7 @@ class PeerResult:
         return self.state is PeerState.CONNECTED
 
     @classmethod
-    def of(cls, peer: Peer) -> "PeerResult":
+    def of(cls, peer: Peer) -> PeerResult:
         """Snapshot a protocol `Peer` record."""
         elapsed = None if peer.connected_at is None else peer.connected_at - peer.started
         reason = ""
