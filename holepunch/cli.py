@@ -46,6 +46,10 @@ def server_address(text: str) -> Endpoint:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+TECHNIQUE_NAMES = ("peer-reflexive", "prediction", "birthday")
+"""Techniques `connect --technique` accepts (holepunch.protocol.techniques.IMPLEMENTED)."""
+
+
 def peer_count(text: str) -> int:
     """--peers: how many OTHER peers to meet."""
     try:
@@ -101,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--timeout", type=seconds, default=40.0, help="give up after this many seconds (default 40)")
         cmd.add_argument("--wait-timeout", type=seconds, help="punch the peers found so far after this many seconds")
         cmd.add_argument("--tcp", action="store_true", help="punch TCP (simultaneous open) instead of UDP")
+        cmd.add_argument("--technique", action="append", default=[], choices=TECHNIQUE_NAMES, metavar="NAME",
+                         help="add a UDP technique beyond the basic punch (repeatable): " + ", ".join(TECHNIQUE_NAMES))
     sub.choices["connect"].add_argument("--json", action="store_true", help="print one JSON document")
 
     demo = sub.add_parser("demo", parents=[verbose], help="a server and peers on this machine, as a timeline")
@@ -209,7 +215,8 @@ async def _connect_report(args: argparse.Namespace) -> dict[str, Any]:
     from .aio.client import connect
 
     mesh = await connect(args.server, args.session, args.peers, timeout=args.timeout, wait_timeout=args.wait_timeout,
-                         transport=_transport(args))
+                         transport=_transport(args), config=_udp_config(args))
+    paths = _paths(mesh)
     async with mesh:
         return {
             "server": str(args.server),
@@ -228,10 +235,30 @@ async def _connect_report(args: argparse.Namespace) -> dict[str, Any]:
                     "connected": p.connected,
                     "elapsed_ms": None if p.elapsed is None else round(p.elapsed * 1000, 3),
                     "reason": p.reason,
+                    **paths.get(str(p.endpoint), {}),
                 }
                 for p in mesh.peers
             ],
         }
+
+
+def _udp_config(args: argparse.Namespace) -> Any:
+    """A ClientConfig with the chosen techniques, or None for the defaults (and for TCP)."""
+    if not args.technique:
+        return None
+    if args.tcp:
+        raise ValueError("--technique applies to UDP only; drop --tcp or the techniques")
+    from .protocol.config import ClientConfig
+
+    return ClientConfig(techniques=frozenset(args.technique))
+
+
+def _paths(mesh: Any) -> dict[str, dict[str, str]]:
+    """Per peer (UDP): the path ("direct") and the technique that found it."""
+    result = getattr(mesh.machine, "connect_result", None)
+    if result is None:
+        return {}
+    return {str(p.peer): {"path": p.path, "technique": p.technique} for p in result().peers if p.connected}
 
 
 def _transport(args: argparse.Namespace) -> str:
@@ -242,7 +269,8 @@ def _report_lines(report: dict[str, Any]) -> list[str]:
     lines = []
     for peer in report["peers"]:
         if peer["connected"]:
-            lines.append(f"connected {peer['endpoint']} in {peer['elapsed_ms']:.1f} ms")
+            how = f" {peer['path']} by {peer['technique']}" if "path" in peer else ""
+            lines.append(f"connected {peer['endpoint']}{how} in {peer['elapsed_ms']:.1f} ms")
         else:
             lines.append(f"failed {peer['endpoint']}: {peer['reason'] or peer['state']}")
     missing = report["expected"] - len(report["peers"])
@@ -267,7 +295,7 @@ async def _chat(args: argparse.Namespace, lines_in: TextIO, out: TextIO) -> int:
     from .aio.client import connect
 
     opening = connect(args.server, args.session, args.peers, timeout=args.timeout, wait_timeout=args.wait_timeout,
-                      transport=_transport(args))
+                      transport=_transport(args), config=_udp_config(args))
     async with opening as mesh:
         if not mesh.connected:
             return _fail("chat", f"no peer connected ({mesh.result.reason or 'nobody else listed'})")

@@ -17,7 +17,7 @@ from holepunch.trace import Action, Trace, TraceRecord
 if TYPE_CHECKING:  # pragma: no cover
     from .scenarios import Scenario
 
-HANDSHAKE = ("syn", "ack")
+HANDSHAKE = ("syn", "ack", "punch", "punch-ack")
 GLOSS = {
     "filtered (address-and-port dependent)":
         "that NAT lets in only endpoints its inside host has already sent to",

@@ -35,7 +35,7 @@ class Packet(NamedTuple):
 
 def summarize(data: bytes, kind: str) -> str:
     """A short human summary of a payload (empty for SYN, ACK and keep-alives: kind says it)."""
-    if kind in ("syn", "ack", "keepalive"):
+    if kind in ("syn", "ack", "punch", "punch-ack", "keepalive"):
         return ""
     if is_extension(data):
         return _summarize_ext(data)

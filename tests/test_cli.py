@@ -69,7 +69,7 @@ def test_connect_json_against_an_in_test_server_and_peer(background: Any, capsys
     assert code == 0 and report["complete"] and report["extended"] and report["expected"] == 1
     assert report["peers"] == [
         {"endpoint": str(peer.local), "state": "connected", "connected": True,
-         "elapsed_ms": report["peers"][0]["elapsed_ms"], "reason": ""}
+         "elapsed_ms": report["peers"][0]["elapsed_ms"], "reason": "", "path": "direct", "technique": "basic"}
     ]
     assert report["public_endpoint"] == str(peer.connected[0])
     background.run(peer.close())
@@ -81,7 +81,7 @@ def test_connect_prints_one_line_per_peer(background: Any, capsys: pytest.Captur
     assert main(["connect", f"localhost:{server.address.port}", "cli-lines", "--peers", "1", "-v"]) == 0
     out, err = capsys.readouterr()
     peer = other.result(10)
-    assert out.startswith(f"connected {peer.local} in ") and out.endswith(" ms\n") and out.count("\n") == 1
+    assert out.startswith(f"connected {peer.local} direct by basic in ") and out.endswith(" ms\n") and out.count("\n") == 1
     assert "INFO holepunch.client: connected to" in err
     background.run(peer.close())
     background.run(server.close())
@@ -168,3 +168,41 @@ def test_server_process_serves_and_stops_cleanly_on_sigterm() -> None:
         proc.kill()
     assert proc.returncode == 0
     assert "joined 'proc' (plain, 1 member)" in err
+
+
+def test_connect_with_a_technique_reports_which_one_found_the_path(
+    background: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from holepunch.protocol.config import ClientConfig
+
+    server = background.run(holepunch.serve("127.0.0.1", 0))
+
+    async def other() -> Any:  # no technique of its own: it answers PUNCH only if the CLI sends it
+        return await holepunch.connect(server.address, "cli-tech", 1, timeout=10, config=ClientConfig(),
+                                       bind=("127.0.0.1", 0))
+
+    waiting = background.submit(other())
+    code = main(["connect", str(server.address), "cli-tech", "--peers", "1", "--timeout", "10", "--json",
+                 "--technique", "peer-reflexive"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["peers"][0]["path"] == "direct"
+    assert report["peers"][0]["technique"] == "basic"  # the listed address worked: nothing else needed
+    other = waiting.result(10)
+    (peer,) = other.machine.peers.values()
+    assert peer.messages is not None, "with a technique on, the CLI client punches with PUNCH, not SYN"
+    background.run(other.close())
+    background.run(server.close())
+
+
+def test_technique_names_are_the_implemented_ones() -> None:
+    from holepunch.cli import TECHNIQUE_NAMES
+    from holepunch.protocol.techniques import IMPLEMENTED
+
+    assert set(TECHNIQUE_NAMES) == {t.value for t in IMPLEMENTED}
+
+
+def test_unknown_technique_or_technique_with_tcp_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["connect", "127.0.0.1:9", "s", "--peers", "1", "--technique", "magic"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
+    assert main(["connect", "127.0.0.1:9", "s", "--peers", "1", "--tcp", "--technique", "birthday"]) != 0
+    assert "UDP only" in capsys.readouterr().err

@@ -25,6 +25,7 @@ from .messages import (
     ExtLeave,
     ExtPeers,
     ExtRegister,
+    ExtType,
     MessageError,
     MessageKind,
     Tag,
@@ -152,6 +153,8 @@ def decode_body(body: bytes) -> TcpFrame:
     if body[5] == TcpType.SELECT:
         _split_tlvs(body[MIN_BODY:])  # no fields defined, but a later revision may add some
         return Select()
+    if body[5] in (ExtType.PUNCH, ExtType.PUNCH_ACK):
+        raise MessageError("PUNCH messages are UDP-only")  # a punched stream is verified by HELLO
     return decode_ext(body)
 
 

@@ -1029,3 +1029,12 @@ def test_bad_arguments_are_refused_clearly() -> None:
     with pytest.raises(ValueError, match="already open"):
         server.connection_made(1, STRANGER, 0.0)
     assert re.search("max_connections", repr(TcpServerConfig()))
+
+
+def test_udp_punch_messages_are_not_tcp_frames() -> None:
+    from holepunch.protocol.messages import ExtPunch, encode_ext
+    from holepunch.protocol.tcp_messages import decode_body
+
+    body = encode_ext(ExtPunch(b"\x01" * 16, b"\x02" * 8, b"\x03" * 8))
+    with pytest.raises(MessageError, match="UDP-only"):
+        decode_body(body)
