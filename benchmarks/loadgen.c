@@ -14,9 +14,10 @@
  *               got its reply), then re-register (poll) round-robin for SECONDS with at most
  *               WINDOW requests in flight; a poll's reply lists the other member, so it is
  *               non-empty and told apart from the server's 0-byte keep-alives.
- *   MODE fresh: every request is a registration in a new session from one of 65,536 endpoints;
- *               the reply is the 0-byte "no other members" list, so keep-alives count here too
- *               (bench_server.py subtracts the server's own keep-alive count).
+ *   MODE fresh: every request is a registration in a new session from a new endpoint; the
+ *               answer is the 0-byte "no other members" list. It is told from keep-alives by
+ *               being the first datagram that endpoint receives (the server answers at once,
+ *               keep-alives come later), so each endpoint counts once.
  *   MODE echo : as poll without the set-up, for the bare echo baselines (the payload comes back).
  * Prints a line of JSON when the set-up is done, and one with the counts at the end.
  *
@@ -208,10 +209,23 @@ typedef struct {
 
 static Counts c; /* big: kept off the stack */
 
+#define FRESH_ENDPOINTS (254u << 16) /* 127.1.0.0 to 127.254.255.255 */
+static unsigned char *answered;    /* fresh mode: endpoints that got their answer */
+
+/* Is datagram i an answer (1) or a keep-alive (0)? */
+static int is_answer(int i, int fresh) {
+    if (!fresh) return rb.msgs[i].msg_len > 0;
+    uint32_t m = recv_member(i);
+    if (m >= FRESH_ENDPOINTS || answered[m]) return 0;
+    answered[m] = 1;
+    return 1;
+}
+
 static void run(const char *mode, uint32_t sessions, int window, double seconds) {
     SendBatch *sb = calloc(1, sizeof *sb);
     char id[32];
     int fresh = strcmp(mode, "fresh") == 0;
+    if (fresh) answered = calloc(FRESH_ENDPOINTS, 1);
     uint64_t k = 0;
     long inflight = 0;
     long long start = now_ns(), end = start + (long long)(seconds * 1e9), last_rx = start;
@@ -221,7 +235,7 @@ static void run(const char *mode, uint32_t sessions, int window, double seconds)
         int want = window - inflight;
         while (want-- > 0 && sb->n < BATCH) {
             if (fresh) {
-                batch_add(sb, (uint32_t)(k & 0xffff), id, session_id(id, 'f', k));
+                batch_add(sb, (uint32_t)(k % FRESH_ENDPOINTS), id, session_id(id, 'f', k));
             } else {
                 uint32_t s = (uint32_t)(k % sessions);
                 uint32_t m = 2 * s + (uint32_t)((k / sessions) & 1);
@@ -238,8 +252,7 @@ static void run(const char *mode, uint32_t sessions, int window, double seconds)
         int r = batch_recv();
         long long second = (t - start) / 1000000000LL;
         for (int i = 0; i < r; i++) {
-            unsigned len = rb.msgs[i].msg_len;
-            if (len > 0 || fresh) { /* fresh: the answer is 0 bytes */
+            if (is_answer(i, fresh)) {
                 c.replies++;
                 inflight--;
                 if (second < MAX_SECONDS) c.per_second[second]++;
@@ -255,12 +268,13 @@ static void run(const char *mode, uint32_t sessions, int window, double seconds)
     while (now_ns() < drain_end) {
         int r = batch_recv();
         for (int i = 0; i < r; i++) {
-            if (rb.msgs[i].msg_len > 0 || fresh) c.replies++;
+            if (is_answer(i, fresh)) c.replies++;
             else c.empty++;
         }
         if (!r) wait_readable(5);
     }
     free(sb);
+    free(answered);
 }
 
 /* The kernel's ceiling for one datagram in, one out, per system call pair. */
@@ -301,9 +315,12 @@ int main(int argc, char **argv) {
     server.sin_port = htons((uint16_t)atoi(argv[2]));
     if (inet_pton(AF_INET, argv[1], &server.sin_addr) != 1) { fprintf(stderr, "loadgen: bad host\n"); return 2; }
     sock = socket(AF_INET, SOCK_DGRAM, 0);
-    int one = 1, size = 8 << 20;
+    int one = 1, size = 8 << 20, big = 64 << 20;
     setsockopt(sock, IPPROTO_IP, IP_PKTINFO, &one, sizeof one);
-    setsockopt(sock, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    /* A keep-alive round at 100k sessions is 200k datagrams in about a second: a big receive
+     * buffer (FORCE works for root, past net.core.rmem_max) keeps them from crowding out answers. */
+    if (setsockopt(sock, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big) < 0)
+        setsockopt(sock, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
     setsockopt(sock, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
     struct sockaddr_in any = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY)};
     if (bind(sock, (struct sockaddr *)&any, sizeof any) < 0) { perror("loadgen: bind"); return 1; }

@@ -59,7 +59,7 @@ class LoadResult:
     send_refused: int
     replies: int
     empty: int
-    """0-byte datagrams in poll and echo mode: the server's keep-alives."""
+    """Datagrams that were not answers: the server's keep-alives."""
     stalls: int
     """Times nothing came back for 20 ms and the window was reopened."""
     lost: int

@@ -1,4 +1,4 @@
-"""The `holepunch` command: server (UDP and TCP), connect, chat and demo.
+"""The `holepunch` command: server (UDP and TCP), connect, chat, demo and nat-check.
 
 Rule: testable (`main(argv) -> int`, never `sys.exit` inside), results on stdout, logs on stderr,
 `-v` counts (INFO, then DEBUG). Bad arguments give one line on stderr saying what is wrong and
@@ -17,6 +17,7 @@ import threading
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
+from .commands import nat_check
 from .protocol.endpoint import Endpoint
 
 if TYPE_CHECKING:  # the asyncio layer is imported only by the commands that need it
@@ -84,7 +85,7 @@ def port_number(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser with its four subcommands."""
+    """The parser with its subcommands."""
     parser = _Parser(prog="holepunch", description="UDP and TCP NAT hole punching: rendezvous server and peers.")
     verbose = _Parser(add_help=False)
     verbose.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr (-v, -vv)")
@@ -96,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     only = srv.add_mutually_exclusive_group()
     only.add_argument("--udp-only", action="store_true", help="serve UDP only (default: UDP and TCP)")
     only.add_argument("--tcp-only", action="store_true", help="serve TCP only (default: UDP and TCP)")
+    nat_check.add_server_options(srv, port_number)
+    nat_check.add_parser(sub, [verbose], server_address, seconds)
 
     for name, text in (("connect", "punch holes to the other peers and report"), ("chat", "chat with the other peers")):
         cmd = sub.add_parser(name, parents=[verbose], help=text)
@@ -108,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--technique", action="append", default=[], choices=TECHNIQUE_NAMES, metavar="NAME",
                          help="add a UDP technique beyond the basic punch (repeatable): " + ", ".join(TECHNIQUE_NAMES))
     sub.choices["connect"].add_argument("--json", action="store_true", help="print one JSON document")
+
+    lab = sub.add_parser("lab", add_help=False, help="a real NAT lab in network namespaces (root): "
+                         "up, run, status, down, types, grid, trace; see 'holepunch lab --help'")
+    lab.add_argument("lab_args", nargs=argparse.REMAINDER)  # parsed by holepunch.lab.cli.lab_main
 
     demo = sub.add_parser("demo", parents=[verbose], help="a server and peers on this machine, as a timeline")
     demo.add_argument("--peers", type=_demo_peers, default=3, help="number of peers (default 3)")
@@ -130,6 +137,11 @@ def _demo_peers(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 1 failed, 2 bad arguments)."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["lab"]:  # the lab has its own parser (and needs root, Linux, ip and nft)
+        from .lab.cli import lab_main
+
+        return lab_main(words[1:])
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse exits on --help (0) and on errors (2)
@@ -167,17 +179,20 @@ def cmd_server(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C or SIGTERM; exit 0 when stopped that way."""
     transports = ("udp",) if args.udp_only else ("tcp",) if args.tcp_only else ("udp", "tcp")
     try:
-        return asyncio.run(_serve(args.host, args.port, transports))
+        return asyncio.run(_serve(args.host, args.port, transports, args.alt_port, args.alt_host))
     except KeyboardInterrupt:  # no signal handlers (not the main thread, or Windows)
         return 0
     except OSError as exc:
         return _fail("server", f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}")
 
 
-async def _serve(host: str, port: int, transports: tuple[str, ...]) -> int:
+async def _serve(host: str, port: int, transports: tuple[str, ...], alt_port: int = 0, alt_host: str | None = None) -> int:
     from .aio.server import serve_all
 
-    server = await serve_all(host, port, transports=transports)
+    if alt_port or alt_host:
+        server = await nat_check.serve_with_discovery(host, port, transports, alt_port, alt_host)
+    else:
+        server = await serve_all(host, port, transports=transports)
     log.info("serving %s on port %d", " and ".join(t.upper() for t in server.transports), server.address.port)
     print(f"holepunch server listening on {server.address}", flush=True)
     stop = asyncio.Event()
@@ -347,4 +362,5 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-_COMMANDS = {"server": cmd_server, "connect": cmd_connect, "chat": cmd_chat, "demo": cmd_demo}
+_COMMANDS = {"server": cmd_server, "connect": cmd_connect, "chat": cmd_chat, "demo": cmd_demo,
+             "nat-check": nat_check.cmd_nat_check}

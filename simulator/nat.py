@@ -84,6 +84,10 @@ class NatBehavior:
     at least 120 s, but 30 s is what many NATs and Linux conntrack's UDP default do)."""
     hairpinning: bool = True
     """Loop inside-to-own-public-address packets back in (RFC 4787 §6, REQ-9)."""
+    hairpin_filtering: bool = True
+    """Filter a hairpinned packet like an inbound one (RFC 4787 §6 leaves it open). False: it
+    reaches whichever inside endpoint holds the public port, as Linux hairpin NAT built from DNAT
+    does (the real lab's NATs), and never claims a port (it never reaches the NAT itself)."""
     per_flow: bool = False
     """Keep one row per (internal, remote) flow, as Linux conntrack does: a port is then taken
     only towards the remotes that use it, so two flows may share an external port."""
@@ -358,11 +362,23 @@ class NatTable:
 
     # --- hairpinning --------------------------------------------------------------------------
 
+    def _holder(self, port: int, now: float) -> Endpoint | None:
+        """The inside endpoint of the oldest live mapping on a public port, if any."""
+        timeout = self.behavior.timeout
+        live = [r for r in self._by_port.get(port, ()) if now < r.refreshed + timeout]
+        return live[0].internal if live else None
+
     def _hairpin(self, pkt: Packet, now: float) -> NatVerdict:
-        """RFC 4787 §6: translate the source as for any outbound packet, then treat it as inbound."""
+        """RFC 4787 §6: translate the source as for any outbound packet, then treat it as inbound
+        (or, without hairpin filtering, hand it to whoever holds the public port)."""
         if not self.behavior.hairpinning:
             return NatVerdict(None, HAIRPIN_OFF)
         row = self._outbound_row(pkt.source, pkt.destination, now)
+        if not self.behavior.hairpin_filtering:
+            holder = self._holder(pkt.destination.port, now)
+            if holder is None:
+                return NatVerdict(None, NO_MAPPING)
+            return NatVerdict(pkt.with_source(row.external).with_destination(holder), hairpin=True)
         verdict = self.inbound(pkt.with_source(row.external), now)
         if verdict.packet is None:
             return verdict

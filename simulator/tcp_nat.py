@@ -34,6 +34,7 @@ from .tcp import Segment, SegmentKind, TcpStack, TcpStackConfig, segment_summary
 RST_SENT = "RST sent (unsolicited SYN)"
 NO_SESSION = "no TCP session (not a SYN)"
 HAIRPIN_TCP = "hairpinning is not modelled for TCP"
+RESET_SESSION = "session reset (a SYN back on a connection the NAT saw reset)"
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,10 @@ class TcpNatTable:
         if pkt.destination.host != self.public_ip:
             return TcpVerdict(None, NO_MAPPING)
         session = self._live(self._by_public.get((port, remote)), now)
+        if kind is SK.SYN and session is not None and session.inside and session.state is SS.CLOSE:
+            # conntrack: a SYN in the reply direction of a reset entry is INVALID (sCL -> sIV in
+            # nf_conntrack_proto_tcp.c); it matches that entry, so no other session takes it in
+            return TcpVerdict(None, RESET_SESSION, rst=self.policy.rst_unsolicited)
         if session is None or (kind is SK.SYN and session.state in REOPENABLE):
             if kind is not SK.SYN:
                 return TcpVerdict(None, self._refusal(port, remote, now, NO_SESSION))

@@ -84,8 +84,6 @@ class Driver:
         self._loop = asyncio.get_running_loop()
         # On an IPv4 socket addresses need no translation either way, so the hot loops skip it.
         self._v4 = sock.family == socket.AF_INET
-        self._buffer = bytearray(MAX_DATAGRAM)
-        self._view = memoryview(self._buffer)
         self._sources: dict[tuple, Endpoint] = {}  # type: ignore[type-arg]  # socket address -> Endpoint
         self._to_sockaddr = _mapped_v6 if sock.family == socket.AF_INET6 else _plain
         self._local = Endpoint.from_sockaddr(sock.getsockname())
@@ -130,14 +128,13 @@ class Driver:
     def _on_readable(self) -> None:
         """Drain up to MAX_BATCH datagrams into the machine, then pump once for the batch."""
         now = self._loop.time()
-        recvfrom, feed, endpoint = self.sock.recvfrom_into, self.machine.receive_datagram, Endpoint.from_sockaddr
-        buffer, view, sources = self._buffer, self._view, self._sources
+        recvfrom, feed, endpoint = self.sock.recvfrom, self.machine.receive_datagram, Endpoint.from_sockaddr
+        sources = self._sources
         tracing, v4 = self.trace is not None, self._v4
         count = 0
         for count in _BATCH:  # count ends as the number of datagrams read
             try:
-                size, addr = recvfrom(buffer)
-                data = view[:size].tobytes()
+                data, addr = recvfrom(MAX_DATAGRAM)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:  # e.g. an ICMP error surfacing on the socket

@@ -1,4 +1,5 @@
-"""`holepunch lab ...`: bring a NAT lab up, run commands in it, show it, tear it down.
+"""`holepunch lab ...`: bring a NAT lab up, run commands in it, show it, tear it down; run the real
+NAT x NAT grid beside the simulator's (`grid`) and trace one real run beside a simulated one (`trace`).
 
 Rule: testable (`lab_main(argv) -> int`, never `sys.exit`), results on stdout, errors as one
 line on stderr; exit codes 0 ok, 1 failed (including "this machine cannot run a lab"), 2 bad
@@ -15,8 +16,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from ..protocol.techniques import IMPLEMENTED
+from ..trace import Trace
 from . import netns
 from .errors import LabError
+from .grid import TRANSPORTS, RealCell, run_pair
 from .impair import parse_duration, parse_fraction
 from .layout import Layout
 from .nft import NAT_TYPES, nat_type
@@ -53,7 +57,7 @@ def _typed(parse: Callable[[str], float]) -> Callable[[str], float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """up / run / status / down / types."""
+    """up / run / status / down / types / grid / trace."""
     parser = _Parser(prog="holepunch lab", description="A real NAT lab in network namespaces (root).")
     parser.add_argument("--name", default="default", help="which lab (several may run; default 'default')")
     parser.add_argument("--state-dir", type=Path, default=STATE_DIR, help=argparse.SUPPRESS)
@@ -79,7 +83,57 @@ def build_parser() -> argparse.ArgumentParser:
     down = sub.add_parser("down", help="tear the lab down")
     down.add_argument("--all", action="store_true", help="also remove every stale lab of this prefix")
     sub.add_parser("types", help="list the NAT types")
+    grid = sub.add_parser("grid", help="the real NAT x NAT grid beside the simulator's, cell by cell")
+    grid.add_argument("--types", type=_types, default=tuple(NAT_TYPES), metavar="T1,T2,...",
+                      help="NAT types to pair (default: all)")
+    grid.add_argument("--trials", type=_count, default=1, help="trials per pair (default 1)")
+    grid.add_argument("--workers", type=_count, default=6, help="labs at a time (default 6)")
+    grid.add_argument("--prefix", default="hpg", help="namespace name prefix (default hpg)")
+    trace = sub.add_parser("trace", help="one real run, captured, beside the simulated run")
+    trace.add_argument("a", type=_kind, metavar="A_TYPE", help="site A's NAT type")
+    trace.add_argument("b", type=_kind, metavar="B_TYPE", help="site B's NAT type")
+    trace.add_argument("--kinds", help="only these message kinds, e.g. syn,ack")
+    trace.add_argument("--prefix", default="hpg", help="namespace name prefix (default hpg)")
+    for cmd in (grid, trace):
+        cmd.add_argument("--transport", choices=TRANSPORTS, default="udp", help="udp (default) or tcp")
+        cmd.add_argument("--technique", action="append", default=[], metavar="NAME",
+                         help="basic (default), or a UDP technique to add (repeatable): "
+                              + ", ".join(sorted(t.value for t in IMPLEMENTED)))
+        cmd.add_argument("--delay", type=_typed(parse_duration), default=0.0, help="one-way delay, e.g. 20ms")
+        cmd.add_argument("--jitter", type=_typed(parse_duration), default=0.0, help="delay +/- this")
+        cmd.add_argument("--loss", type=_typed(parse_fraction), default=0.0, help="random loss, e.g. 10%%")
+        cmd.add_argument("--timeout", type=float, help="seconds each client punches (default 5 UDP, 6 TCP)")
     return parser
+
+
+def _types(text: str) -> tuple[str, ...]:
+    """--types port-restricted,symmetric."""
+    return tuple(_kind(word) for word in text.split(",") if word.strip())
+
+
+def _kind(text: str) -> str:
+    try:
+        return nat_type(text).name
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number, 1 or more")
+    return int(text)
+
+
+def _techniques(args: argparse.Namespace) -> tuple[str, ...]:
+    """The --technique names beyond "basic"; ValueError for unknown ones or TCP."""
+    chosen = tuple(dict.fromkeys(t for t in args.technique if t != "basic"))
+    known = {t.value for t in IMPLEMENTED}
+    unknown = [t for t in chosen if t not in known]
+    if unknown:
+        raise ValueError(f"unknown technique {', '.join(unknown)}; choose basic or {', '.join(sorted(known))}")
+    if chosen and args.transport == "tcp":
+        raise ValueError("techniques apply to UDP only; drop --transport tcp or the techniques")
+    return chosen
 
 
 def lab_main(argv: Sequence[str] | None = None) -> int:
@@ -193,14 +247,59 @@ def _down(args: argparse.Namespace) -> int:
     return 0
 
 
-def _types(args: argparse.Namespace) -> int:
+def _types_command(args: argparse.Namespace) -> int:
     for kind in NAT_TYPES.values():
         axes = "no NAT" if not kind.translates else f"{kind.mapping} + {kind.filtering}, {kind.allocation}"
         print(f"{kind.name:<21} {axes:<32} {kind.summary}")
     return 0
 
 
-_COMMANDS = {"up": _up, "run": _run, "status": _status, "down": _down, "types": _types}
+def _grid(args: argparse.Namespace) -> int:
+    techniques = _techniques(args)
+    netns.check_environment(("ip", "nft", "sh", "conntrack"))
+    from .compare import lab_grid
+
+    def progress(cell: RealCell) -> None:
+        trials = ", ".join("yes" if t.connected else "no" for t in cell.trials)
+        print(f"  {cell.a} x {cell.b}: {trials}", file=sys.stderr, flush=True)
+
+    comparison = lab_grid(args.types, args.transport, trials=args.trials, workers=args.workers,
+                          prefix=args.prefix, delay=args.delay, jitter=args.jitter, loss=args.loss,
+                          techniques=techniques, timeout=args.timeout, progress=progress)
+    print(comparison.to_text(), end="")
+    return 0 if not comparison.disagreements else 1
+
+
+def _trace(args: argparse.Namespace) -> int:
+    techniques = _techniques(args)
+    netns.check_environment(("ip", "nft", "sh", "conntrack"))
+    from .compare import predict_trial
+
+    lab_options = {"delay": args.delay, "jitter": args.jitter, "loss": args.loss}
+    cell = run_pair(args.a, args.b, args.transport, techniques=techniques, timeout=args.timeout,
+                    prefix=args.prefix, keep_traces=True, lab_options=lab_options)
+    trial = cell.trials[0]
+    predicted = predict_trial(trial, timeout=args.timeout, **lab_options)
+    kinds = set(args.kinds.split(",")) if args.kinds else None
+    order = ("who punched first is unknown" if trial.skew is None else
+             f"A punched {abs(trial.skew) * 1000:.3f} ms {'after' if trial.skew > 0 else 'before'} B")
+    print(f"real run ({args.a} x {args.b}, {args.transport}): "
+          f"{'connected' if trial.connected else 'not connected'}; {order}")
+    for control in cell.controls:
+        print(f"negative control: {control.describe()}")
+    print(_text(trial.trace, kinds), end="")
+    print(f"simulated, same configuration: {'connected' if predicted.connected else 'not connected'}")
+    print(_text(predicted.trace, kinds), end="")
+    return 0 if trial.connected == predicted.connected and cell.controls_ok else 1
+
+
+def _text(trace: Trace | None, kinds: set[str] | None) -> str:
+    records = [r for r in (trace or []) if kinds is None or r.kind in kinds]
+    return Trace(records).to_text()
+
+
+_COMMANDS = {"up": _up, "run": _run, "status": _status, "down": _down, "types": _types_command,
+             "grid": _grid, "trace": _trace}
 
 
 if __name__ == "__main__":

@@ -23,3 +23,6 @@ __all__ = [
     "nat_behavior", "nat_behaviors", "nat_explorer", "packet_senders", "punch_stepper",
     "result_text", "state_machine_view", "tables_at", "tables_html", "transitions",
 ]
+from .birthday import BirthdayExplorer, birthday_explorer  # lesson 8
+
+__all__ += ["BirthdayExplorer", "birthday_explorer"]

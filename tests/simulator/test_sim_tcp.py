@@ -48,7 +48,7 @@ from simulator import (
 )
 from simulator.nat import EXPIRED, FILTERED, NO_MAPPING, Filtering, Mapping
 from simulator.tcp_driver import TcpClientDriver
-from simulator.tcp_nat import NO_SESSION
+from simulator.tcp_nat import NO_SESSION, RESET_SESSION
 
 ROOT = Path(__file__).resolve().parents[2]
 APDF = FILTERED[Filtering.APDF]
@@ -255,14 +255,21 @@ def test_sessions_live_for_the_transitory_timeout_until_established() -> None:
     assert half_open.outbound(seg(SK.ACK, Endpoint("10.0.1.3", 4000), R1), 5.0).reason == NO_SESSION
 
 
-def test_a_new_syn_reopens_a_reset_session_from_either_side() -> None:
+@pytest.mark.parametrize("rst", [False, True])
+def test_a_reset_session_reopens_from_inside_but_refuses_the_remotes_syn(rst: bool) -> None:
+    """Linux conntrack: a SYN in the reply direction of a reset (CLOSE) entry is INVALID, so the
+    remote cannot reopen it (the lab's linux-masquerade pair shows it); the inside can."""
     public = Endpoint(PUBLIC, 4000)
-    table = TcpNatTable(PORT_RESTRICTED_CONE, PUBLIC)
+    table = TcpNatTable(PORT_RESTRICTED_CONE, PUBLIC, TcpNatPolicy(rst_unsolicited=rst))
     table.outbound(seg(SK.SYN, INSIDE, R1), 0.0)
     assert table.inbound(seg(SK.RST, R1, public), 0.1).state is SessionState.CLOSE
-    verdict = table.inbound(seg(SK.SYN, R1, public), 0.2)  # the reset session still admits R1
-    assert verdict.packet is not None and verdict.state is SessionState.SYN_SENT
-    assert table.sessions(0.3)[0].opened_by == "outside"
+    refused = table.inbound(seg(SK.SYN, R1, public), 0.2)
+    assert refused.packet is None and refused.reason == RESET_SESSION and refused.rst is rst
+    reopened = table.outbound(seg(SK.SYN, INSIDE, R1), 0.3)
+    assert reopened.packet is not None and reopened.state is SessionState.SYN_SENT
+    crossed = table.inbound(seg(SK.SYN, R1, public), 0.4)
+    assert crossed.packet is not None and crossed.state is SessionState.SYN_SENT2
+    assert table.sessions(0.5)[0].opened_by == "inside"
 
 
 @pytest.mark.parametrize("quiet, delivered", [(10.0, True), (30.0, False)])

@@ -1,0 +1,1 @@
+"""Subcommands of `holepunch` that live outside cli.py (to keep that module small)."""
