@@ -7,7 +7,13 @@ exercises unsolved, and solutions notebooks `assert` every check.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
+
+from ..nat import NatBehavior
+
+Pair = tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -39,3 +45,23 @@ def not_yet(message: str) -> Feedback:
 
 
 UNANSWERED = not_yet("Not answered yet: replace the ... with your answer and run the cell again.")
+
+
+def preset_name(item: Any) -> str:
+    """A preset given as a NatBehavior or its name, as its upper-case name."""
+    return item.name if isinstance(item, NatBehavior) else str(item).strip().upper()
+
+
+def name_pairs(answer: Any) -> set[Pair] | None:
+    """The answer as a set of (NAT name, NAT name) pairs, or None if it is not a collection of pairs."""
+    if isinstance(answer, (str, bytes)) or not isinstance(answer, Iterable):
+        return None
+    pairs: set[Pair] = set()
+    for item in answer:
+        if isinstance(item, (str, bytes)) or not isinstance(item, Iterable):
+            return None
+        parts = list(item)
+        if len(parts) != 2:
+            return None
+        pairs.add((preset_name(parts[0]), preset_name(parts[1])))
+    return pairs

@@ -9,7 +9,6 @@ never raises, whatever it is given.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from functools import lru_cache
 from numbers import Real
 from typing import Any
@@ -21,7 +20,7 @@ from ..nat import NatBehavior
 from ..outcome import Outcome
 from ..presets import FULL_CONE, PORT_RESTRICTED_CONE, RESTRICTED_CONE, SYMMETRIC
 from ..scenarios import nat_grid, quiet_period, run_punch
-from . import UNANSWERED, Feedback, not_yet, right
+from . import UNANSWERED, Feedback, Pair, name_pairs, not_yet, right
 
 GRID_PRESETS: tuple[NatBehavior, ...] = (FULL_CONE, RESTRICTED_CONE, PORT_RESTRICTED_CONE, SYMMETRIC)
 """The exercise's grid: the four classic NAT types, 16 cells."""
@@ -30,7 +29,6 @@ MIN_KEEPALIVE = 1.0
 PROOF_QUIET = 65.0
 """Quiet period used to show a right interval at work: over two mapping timeouts."""
 
-Pair = tuple[str, str]
 
 
 @lru_cache(maxsize=8)
@@ -53,33 +51,11 @@ def first_syn_drop(outcome: Outcome, sender: str = "peer A") -> str | None:
     return next((r.actor for r in outcome.trace if r.action is Action.DROP and r.packet in wanted), None)
 
 
-def _name(item: Any) -> str:
-    """A preset given as a NatBehavior or its name, as its upper-case name."""
-    if isinstance(item, NatBehavior):
-        return item.name
-    return str(item).strip().upper()
-
-
-def _pairs(answer: Any) -> set[Pair] | None:
-    """The answer as a set of name pairs, or None if it is not a collection of pairs."""
-    if isinstance(answer, (str, bytes)) or not isinstance(answer, Iterable):
-        return None
-    pairs: set[Pair] = set()
-    for item in answer:
-        if isinstance(item, (str, bytes)) or not isinstance(item, Iterable):
-            return None
-        parts = list(item)
-        if len(parts) != 2:
-            return None
-        pairs.add((_name(parts[0]), _name(parts[1])))
-    return pairs
-
-
 def check_connecting_cells(answer: Any) -> Feedback:
     """Exercise 1: the set of (A's NAT, B's NAT) cells of the GRID_PRESETS grid that connect."""
     if answer is ... or answer is None:
         return UNANSWERED
-    pairs = _pairs(answer)
+    pairs = name_pairs(answer)
     if pairs is None:
         return not_yet('Give a set of pairs of NAT names, e.g. {("FULL_CONE", "SYMMETRIC"), ...}.')
     expected = connecting_cells()

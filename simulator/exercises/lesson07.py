@@ -22,7 +22,7 @@ from ..presets import PORT_RESTRICTED_CONE
 from ..scenarios import nat_grid
 from ..tcp import SegmentKind
 from ..tcp_scenarios import TcpOutcome, run_tcp_punch, tcp_nat_grid
-from . import UNANSWERED, Feedback, not_yet, right
+from . import UNANSWERED, Feedback, Pair, name_pairs, not_yet, right
 from .lesson05 import GRID_PRESETS
 
 __all__ = [
@@ -35,7 +35,6 @@ SLOW_B: tuple[float, float] = (0.001, 0.3)
 """LAN latencies (A, B) of the lesson's RST runs: B learns of A late, so A's first SYN reaches
 NAT B before B's own SYN to A has left, and NAT B has no session for it."""
 DATA = SegmentKind.DATA.value
-Pair = tuple[str, str]
 
 
 # --- the lesson's runs and what their traces say ------------------------------------------------
@@ -124,24 +123,9 @@ def _kinds(answer: Any) -> set[str] | str:
     return kinds
 
 
-def _name(item: Any) -> str:
-    """A preset given as a NatBehavior or its name, as its upper-case name."""
-    return item.name if isinstance(item, NatBehavior) else str(item).strip().upper()
-
-
 def _pairs(answer: Any) -> set[Pair] | None:
-    """The answer as a set of (NAT name, NAT name) pairs, or None if it is not a collection of pairs."""
-    if isinstance(answer, (str, bytes, dict)) or not isinstance(answer, Iterable):
-        return None
-    pairs: set[Pair] = set()
-    for item in answer:
-        if isinstance(item, (str, bytes)) or not isinstance(item, Iterable):
-            return None
-        parts = list(item)
-        if len(parts) != 2:
-            return None
-        pairs.add((_name(parts[0]), _name(parts[1])))
-    return pairs
+    """As `name_pairs`, but a dict is refused rather than read by its keys."""
+    return None if isinstance(answer, dict) else name_pairs(answer)
 
 
 # --- the checks ---------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from ..techniques import (
     run_techniques,
     technique_grid,
 )
-from . import UNANSWERED, Feedback, not_yet, right
+from . import UNANSWERED, Feedback, Pair, name_pairs, not_yet, right
 
 LESSON_PRESETS: tuple[NatBehavior, ...] = (FULL_CONE, PORT_RESTRICTED_CONE, SYMMETRIC, SYMMETRIC_SEQUENTIAL)
 """The lesson's technique grids: two cones, the random symmetric NAT and the predictable one."""
@@ -38,7 +38,6 @@ SPACES = (65536, 64512)
 PAIR = (SYMMETRIC_SEQUENTIAL, PORT_RESTRICTED_CONE)
 """Exercise 3's pair: A behind the predictable symmetric NAT, B behind a port-restricted cone."""
 
-Pair = tuple[str, str]
 
 
 @lru_cache(maxsize=1)
@@ -66,32 +65,11 @@ def pair_answer() -> str:
     return pair_technique(run_techniques(*PAIR, IMPLEMENTED))
 
 
-def _name(item: Any) -> str:
-    if isinstance(item, NatBehavior):
-        return item.name
-    return str(item).strip().upper()
-
-
-def _pairs(answer: Any) -> set[Pair] | None:
-    """The answer as a set of name pairs, or None if it is not a collection of pairs."""
-    if isinstance(answer, (str, bytes)) or not isinstance(answer, Iterable):
-        return None
-    pairs: set[Pair] = set()
-    for item in answer:
-        if isinstance(item, (str, bytes)) or not isinstance(item, Iterable):
-            return None
-        parts = list(item)
-        if len(parts) != 2:
-            return None
-        pairs.add((_name(parts[0]), _name(parts[1])))
-    return pairs
-
-
 def check_reflexive_cells(answer: Any) -> Feedback:
     """Exercise 1: the (A's NAT, B's NAT) cells over LESSON_PRESETS that peer-reflexive learning adds."""
     if answer is ... or answer is None:
         return UNANSWERED
-    pairs = _pairs(answer)
+    pairs = name_pairs(answer)
     if pairs is None:
         return not_yet('Give a set of pairs of NAT names, e.g. {("FULL_CONE", "SYMMETRIC"), ...}.')
     expected = reflexive_cells()
