@@ -46,6 +46,8 @@ class MessageKind(str, enum.Enum):
     EXT_ERROR = "ext-error"
     PUNCH = "punch"
     PUNCH_ACK = "punch-ack"
+    EXT_COOKIE = "ext-cookie"
+    RELAY = "relay"
 
 
 class Transmit(NamedTuple):
@@ -68,6 +70,8 @@ class ExtType(enum.IntEnum):
     ERROR = 0x04
     PUNCH = 0x07  # 0x05 and 0x06 are TCP-only (HELLO, SELECT)
     PUNCH_ACK = 0x08
+    COOKIE = 0x0B  # 0x09 and 0x0A are discovery's PROBE and PROBE_REPLY
+    RELAY = 0x0C
 
 
 class Tag(enum.IntEnum):
@@ -84,6 +88,11 @@ class Tag(enum.IntEnum):
     TOKEN = 0x0B  # 0x09 and 0x0A are TCP-only (HELLO's TOKEN and TARGET)
     TARGET = 0x0C
     PROBE = 0x0D
+    COOKIE = 0x12  # 0x0E-0x11 are discovery's
+    MAC = 0x13
+    NONCE = 0x14
+    DATA = 0x15
+    ECHO = 0x16
 
 
 class ErrorCode(enum.IntEnum):
@@ -92,6 +101,9 @@ class ErrorCode(enum.IntEnum):
     ID_TOO_LONG = 1
     TOO_MANY_SESSIONS = 2
     SESSION_FULL = 3
+    RATE_LIMITED = 4
+    BAD_AUTH = 5
+    RELAY_REFUSED = 6
 
 
 @dataclass(frozen=True)
@@ -110,6 +122,10 @@ class ExtRegister:
     session: bytes
     peer_id: bytes
     expected: int = 0
+    cookie: bytes = b""
+    """The server's address cookie, echoed (`ExtCookie`); empty on a first registration."""
+    mac: bytes = b""
+    """HMAC of the registration under the session secret (holepunch.protocol.auth); empty without one."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +167,12 @@ class ExtPunch:
     peer_id: bytes
     target: bytes
     probe: int = 0
+    nonce: bytes = b""
+    """A fresh random value the answer must echo (authenticated sessions; empty otherwise)."""
+    echo: bytes = b""
+    """The nonce of the punch this one answers (authenticated sessions; empty otherwise)."""
+    mac: bytes = b""
+    """HMAC of the message under the session secret; empty without one."""
 
 
 @dataclass(frozen=True)
@@ -158,7 +180,27 @@ class ExtPunchAck(ExtPunch):
     """Peer to peer: the handshake acknowledgement (ACK), with the same fields as `ExtPunch`."""
 
 
-ExtMessage = ExtRegister | ExtPeers | ExtLeave | ExtError | ExtPunch | ExtPunchAck
+@dataclass(frozen=True)
+class ExtCookie:
+    """Server to client: echo `cookie` in your next registration to prove you own your address
+    (a stateless round trip, as QUIC's Retry, RFC 9000 §8.1.2)."""
+
+    cookie: bytes
+
+
+@dataclass(frozen=True)
+class ExtRelay:
+    """Peer to server to peer: `data` from member `peer_id` for member `target` of `session`,
+    forwarded by the server when no direct path exists (TURN-like, our own message)."""
+
+    session: bytes
+    peer_id: bytes
+    target: bytes
+    data: bytes
+    mac: bytes = b""
+
+
+ExtMessage = ExtRegister | ExtPeers | ExtLeave | ExtError | ExtPunch | ExtPunchAck | ExtCookie | ExtRelay
 _fields_by_type: dict[type, ExtType] = {
     ExtRegister: ExtType.REGISTER,
     ExtPeers: ExtType.PEERS,
@@ -166,6 +208,8 @@ _fields_by_type: dict[type, ExtType] = {
     ExtError: ExtType.ERROR,
     ExtPunch: ExtType.PUNCH,
     ExtPunchAck: ExtType.PUNCH_ACK,
+    ExtCookie: ExtType.COOKIE,
+    ExtRelay: ExtType.RELAY,
 }
 
 
@@ -235,6 +279,8 @@ def _ext_kind(msg: ExtMessage) -> MessageKind:
         ExtError: MessageKind.EXT_ERROR,
         ExtPunch: MessageKind.PUNCH,
         ExtPunchAck: MessageKind.PUNCH_ACK,
+        ExtCookie: MessageKind.EXT_COOKIE,
+        ExtRelay: MessageKind.RELAY,
     }[type(msg)]
 
 
@@ -250,12 +296,18 @@ def _peer_value(peer: PeerInfo) -> bytes:
     return peer.peer_id + bytes([flags]) + format_endpoint(peer.endpoint).encode()
 
 
+def _optional(tag: int, value: bytes) -> list[bytes]:
+    """A field that is left out when empty, so messages without it keep their old bytes."""
+    return [_tlv(tag, value)] if value else []
+
+
 def encode_ext(msg: ExtMessage) -> bytes:
     """Encode an extension message: HEADER, type byte, then TLV fields."""
     parts = [HEADER, bytes([_fields_by_type[type(msg)]])]
     if isinstance(msg, ExtRegister):
         parts += [_tlv(Tag.SESSION, msg.session), _tlv(Tag.PEER_ID, msg.peer_id)]
         parts.append(_tlv(Tag.EXPECTED, struct.pack("!H", min(msg.expected, 0xFFFF))))
+        parts += _optional(Tag.COOKIE, msg.cookie) + _optional(Tag.MAC, msg.mac)
     elif isinstance(msg, ExtPeers):
         parts += [_tlv(Tag.SESSION, msg.session), _tlv(Tag.OBSERVED, msg.observed.text.encode())]
         if msg.push:
@@ -267,6 +319,12 @@ def encode_ext(msg: ExtMessage) -> bytes:
         parts += [_tlv(Tag.TOKEN, msg.token), _tlv(Tag.PEER_ID, msg.peer_id), _tlv(Tag.TARGET, msg.target)]
         if msg.probe:
             parts.append(_tlv(Tag.PROBE, bytes([msg.probe])))
+        parts += _optional(Tag.NONCE, msg.nonce) + _optional(Tag.ECHO, msg.echo) + _optional(Tag.MAC, msg.mac)
+    elif isinstance(msg, ExtCookie):
+        parts.append(_tlv(Tag.COOKIE, msg.cookie))
+    elif isinstance(msg, ExtRelay):
+        parts += [_tlv(Tag.SESSION, msg.session), _tlv(Tag.PEER_ID, msg.peer_id), _tlv(Tag.TARGET, msg.target)]
+        parts += [_tlv(Tag.DATA, msg.data)] + _optional(Tag.MAC, msg.mac)
     else:
         parts += [_tlv(Tag.ERROR_CODE, bytes([msg.code])), _tlv(Tag.ERROR_TEXT, msg.text.encode())]
     return b"".join(parts)
@@ -321,7 +379,8 @@ def _decode_punch(fields: _Fields, cls: type[ExtPunch]) -> ExtPunch:
     probe = fields.single.get(Tag.PROBE, b"\x00")
     if len(probe) != 1:
         raise MessageError("probe must be 1 byte")
-    return cls(token, _peer_id(fields), target, probe[0])
+    nonce, echo, mac = (fields.single.get(tag, b"") for tag in (Tag.NONCE, Tag.ECHO, Tag.MAC))
+    return cls(token, _peer_id(fields), target, probe[0], nonce, echo, mac)
 
 
 def _peer_id(fields: _Fields) -> bytes:
@@ -348,7 +407,8 @@ def decode_ext(data: bytes) -> ExtMessage:
         expected = fields.single.get(Tag.EXPECTED, b"\x00\x00")
         if len(expected) != 2:
             raise MessageError("expected count must be 2 bytes")
-        return ExtRegister(fields.need(Tag.SESSION), _peer_id(fields), struct.unpack("!H", expected)[0])
+        cookie, mac = fields.single.get(Tag.COOKIE, b""), fields.single.get(Tag.MAC, b"")
+        return ExtRegister(fields.need(Tag.SESSION), _peer_id(fields), struct.unpack("!H", expected)[0], cookie, mac)
     if kind == ExtType.PEERS:
         peers = tuple(_decode_peer(v) for v in fields.peers)
         observed = _decode_endpoint(fields.need(Tag.OBSERVED))
@@ -361,4 +421,12 @@ def decode_ext(data: bytes) -> ExtMessage:
         return ExtError(code[0] if code else 0, text)
     if kind in (ExtType.PUNCH, ExtType.PUNCH_ACK):
         return _decode_punch(fields, ExtPunch if kind == ExtType.PUNCH else ExtPunchAck)
+    if kind == ExtType.COOKIE:
+        return ExtCookie(fields.need(Tag.COOKIE))
+    if kind == ExtType.RELAY:
+        target = fields.need(Tag.TARGET)
+        if len(target) != PEER_ID_LENGTH:
+            raise MessageError(f"target must be {PEER_ID_LENGTH} bytes")
+        mac = fields.single.get(Tag.MAC, b"")
+        return ExtRelay(fields.need(Tag.SESSION), _peer_id(fields), target, fields.need(Tag.DATA), mac)
     raise MessageError(f"unknown extension type {kind}")
