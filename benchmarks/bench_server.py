@@ -87,6 +87,7 @@ def _server_report(server) -> dict:  # type: ignore[no-untyped-def]
     report = {name: getattr(stats, name) for name in counters}
     report.update(sessions=server.machine.session_count, members=server.machine.member_count)
     report.update(received=io.received, sent=io.sent, send_errors=io.send_errors)
+    report["refused"] = dict(getattr(stats, "refused", {}))  # the guards: must stay empty for polls
     return report
 
 
@@ -265,6 +266,8 @@ def print_table(results: list[Measurement]) -> None:
         print(f"{r.name:<32} {r.rate:>10,.0f} {r.best_second:>9,} {r.per_cpu_second:>9,.0f} {share:>7} "
               f"{r.others:>6.0%} {r.load.lost:>6} {keepalives!s:>7} {r.rss_after_setup:>7.1f} {r.rss_end:>7.1f} "
               f"{r.peak:>6.1f} {sessions!s:>8}")
+        if r.server.get("refused"):
+            print(f"    refused by the server's guards: {r.server['refused']}")
     print("answered/s: answers (keep-alives excluded) over the whole measured phase; best 1 s: the best\n"
           "whole second; per CPU s: answers per second of the server process's own CPU time (what\n"
           "other load on the machine cannot lower); of echo: per CPU s relative to the bare asyncio\n"

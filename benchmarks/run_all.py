@@ -4,6 +4,7 @@ Rule: benchmarks print figures and never fail on a slow result; this script fail
 benchmark itself crashes. Each runs in its own process, so one cannot disturb the next.
 
     python benchmarks/run_all.py [--only server mesh] [--list]
+    python benchmarks/run_all.py --only course     # bench_course.py: every notebook under nbmake
 """
 
 from __future__ import annotations

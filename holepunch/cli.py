@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from .commands import nat_check
+from .commands import secret as secret_option
+from .protocol.config import ClientConfig
 from .protocol.endpoint import Endpoint
 
 if TYPE_CHECKING:  # the asyncio layer is imported only by the commands that need it
@@ -47,8 +49,12 @@ def server_address(text: str) -> Endpoint:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-TECHNIQUE_NAMES = ("peer-reflexive", "prediction", "birthday")
-"""Techniques `connect --technique` accepts (holepunch.protocol.techniques.IMPLEMENTED)."""
+RELAY_AFTER = ClientConfig.relay_after
+"""Seconds of punching before `connect --relay` falls back to the relay (the config's default)."""
+
+TECHNIQUE_NAMES = ("peer-reflexive", "prediction", "birthday", "relay")
+"""Techniques `connect --technique` accepts (holepunch.protocol.techniques.IMPLEMENTED);
+`--technique relay` is the same as `--relay`."""
 
 
 def peer_count(text: str) -> int:
@@ -97,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     only = srv.add_mutually_exclusive_group()
     only.add_argument("--udp-only", action="store_true", help="serve UDP only (default: UDP and TCP)")
     only.add_argument("--tcp-only", action="store_true", help="serve TCP only (default: UDP and TCP)")
+    secret_option.add_option(srv, "register only clients with this session secret; one per line, the first "
+                                  "is current, the others still accepted (rotation); serves UDP only")
+    srv.add_argument("--stats", type=seconds, nargs="?", const=STATS_EVERY, metavar="SECONDS",
+                     help=f"print a stats line (sessions, peers, registrations/s, refusals) every SECONDS "
+                          f"(default {STATS_EVERY:g})")
+    srv.add_argument("--stats-port", type=port_number, metavar="PORT",
+                     help="serve the same stats as JSON at http://127.0.0.1:PORT/stats (0 picks a port)")
     nat_check.add_server_options(srv, port_number)
     nat_check.add_parser(sub, [verbose], server_address, seconds)
 
@@ -110,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--tcp", action="store_true", help="punch TCP (simultaneous open) instead of UDP")
         cmd.add_argument("--technique", action="append", default=[], choices=TECHNIQUE_NAMES, metavar="NAME",
                          help="add a UDP technique beyond the basic punch (repeatable): " + ", ".join(TECHNIQUE_NAMES))
+        cmd.add_argument("--relay", action="store_true",
+                         help=f"allow the server's relay for peers not punched within {RELAY_AFTER:g} s; the "
+                              "report says direct or relayed per peer (UDP; both peers need it)")
+        cmd.add_argument("--relay-after", type=seconds, default=RELAY_AFTER, metavar="SECONDS",
+                         help=f"with --relay: seconds of punching before the relay takes over (default {RELAY_AFTER:g})")
+        secret_option.add_option(cmd, "the session secret, on the file's first line: only peers with it can "
+                                      "join or punch")
     sub.choices["connect"].add_argument("--json", action="store_true", help="print one JSON document")
 
     lab = sub.add_parser("lab", add_help=False, help="a real NAT lab in network namespaces (root): "
@@ -172,29 +192,52 @@ def _fail(command: str, message: str) -> int:
     return 1
 
 
+def _usage(command: str, message: str) -> int:
+    """A bad argument found after parsing (e.g. in the environment): one line, exit code 2."""
+    print(f"holepunch {command}: error: {message} (see 'holepunch {command} --help')", file=sys.stderr)
+    return 2
+
+
 # --- server ---------------------------------------------------------------------------------------
+
+
+STATS_EVERY = 5.0
+"""Seconds between two `server --stats` lines, and between rate samples for `--stats-port`."""
 
 
 def cmd_server(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C or SIGTERM; exit 0 when stopped that way."""
     transports = ("udp",) if args.udp_only else ("tcp",) if args.tcp_only else ("udp", "tcp")
     try:
-        return asyncio.run(_serve(args.host, args.port, transports, args.alt_port, args.alt_host))
+        config = secret_option.server_config(args)
+    except ValueError as exc:
+        return _usage("server", str(exc))
+    if config is not None:
+        transports = ("udp",)  # the secret authenticates UDP registrations: TCP would let anyone in
+    try:
+        return asyncio.run(_serve(args.host, args.port, transports, args.alt_port, args.alt_host, config,
+                                  stats_every=args.stats, stats_port=args.stats_port))
     except KeyboardInterrupt:  # no signal handlers (not the main thread, or Windows)
         return 0
     except OSError as exc:
         return _fail("server", f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}")
 
 
-async def _serve(host: str, port: int, transports: tuple[str, ...], alt_port: int = 0, alt_host: str | None = None) -> int:
+async def _serve(host: str, port: int, transports: tuple[str, ...], alt_port: int = 0, alt_host: str | None = None,
+                 config: Any = None, *, stats_every: float | None = None, stats_port: int | None = None) -> int:
     from .aio.server import serve_all
 
     if alt_port or alt_host:
-        server = await nat_check.serve_with_discovery(host, port, transports, alt_port, alt_host)
+        server = await nat_check.serve_with_discovery(host, port, transports, alt_port, alt_host, config)
     else:
-        server = await serve_all(host, port, transports=transports)
+        server = await serve_all(host, port, transports=transports, config=config)
     log.info("serving %s on port %d", " and ".join(t.upper() for t in server.transports), server.address.port)
     print(f"holepunch server listening on {server.address}", flush=True)
+    try:
+        stats = await _start_stats(server, stats_every, stats_port)
+    except OSError:
+        await server.close()
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -205,8 +248,32 @@ async def _serve(host: str, port: int, transports: tuple[str, ...], alt_port: in
     try:
         await stop.wait()
     finally:
+        for closer in stats:
+            closer()
         await server.close()
     return 0
+
+
+async def _start_stats(server: Any, every: float | None, port: int | None) -> list[Any]:
+    """Start `--stats` (a line on stdout every `every` s) and `--stats-port` (JSON over HTTP on
+    127.0.0.1); returns what stops them."""
+    if every is None and port is None:
+        return []
+    from .aio.stats import StatsView, report_every, serve_stats
+
+    view = StatsView.of(server, asyncio.get_running_loop().time())
+    sampler = asyncio.create_task(report_every(view, every or STATS_EVERY, sys.stdout if every else None))
+    closers: list[Any] = [sampler.cancel]
+    if port is not None:
+        try:
+            http = await serve_stats(view, port)
+        except OSError as exc:
+            sampler.cancel()
+            raise OSError(exc.errno, f"stats port {port}: {exc.strerror}") from exc
+        bound = http.sockets[0].getsockname()[1]
+        print(f"holepunch server stats at http://127.0.0.1:{bound}/stats", flush=True)
+        closers.append(http.close)
+    return closers
 
 
 # --- connect --------------------------------------------------------------------------------------
@@ -214,6 +281,10 @@ async def _serve(host: str, port: int, transports: tuple[str, ...], alt_port: in
 
 def cmd_connect(args: argparse.Namespace) -> int:
     """Punch, print one line per peer (or JSON), exit 0 only if every expected peer connected."""
+    try:
+        args.secret = secret_option.client_secret(args)
+    except ValueError as exc:
+        return _usage("connect", str(exc))
     try:
         report = asyncio.run(_connect_report(args))
     except (OSError, ValueError) as exc:  # ConnectError is an OSError
@@ -230,8 +301,11 @@ async def _connect_report(args: argparse.Namespace) -> dict[str, Any]:
     from .aio.client import connect
 
     mesh = await connect(args.server, args.session, args.peers, timeout=args.timeout, wait_timeout=args.wait_timeout,
-                         transport=_transport(args), config=_udp_config(args))
+                         transport=_transport(args), config=_udp_config(args), secret=args.secret)
     paths = _paths(mesh)
+    # Reached by connect: over TCP a peer that finished first may have closed its stream by now
+    # (PeerDisconnected); it connected all the same, and `state` says what it is now.
+    reached = set(mesh.connected) | set(mesh.result.connected)
     async with mesh:
         return {
             "server": str(args.server),
@@ -240,14 +314,14 @@ async def _connect_report(args: argparse.Namespace) -> dict[str, Any]:
             "expected": args.peers,
             "public_endpoint": None if mesh.public_endpoint is None else str(mesh.public_endpoint),
             "extended": mesh.extended,
-            "complete": mesh.complete and len(mesh.connected) >= args.peers,
+            "complete": mesh.complete and len(reached) >= args.peers,
             "reason": mesh.result.reason,
             "listed": len(mesh.machine.listed),
             "peers": [
                 {
                     "endpoint": str(p.endpoint),
                     "state": p.state.value,
-                    "connected": p.connected,
+                    "connected": p.endpoint in reached,
                     "elapsed_ms": None if p.elapsed is None else round(p.elapsed * 1000, 3),
                     "reason": p.reason,
                     **paths.get(str(p.endpoint), {}),
@@ -258,18 +332,18 @@ async def _connect_report(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _udp_config(args: argparse.Namespace) -> Any:
-    """A ClientConfig with the chosen techniques, or None for the defaults (and for TCP)."""
-    if not args.technique:
+    """A ClientConfig with the chosen techniques (and the relay), or None for the defaults (and for TCP)."""
+    if not args.technique and not args.relay:
         return None
     if args.tcp:
-        raise ValueError("--technique applies to UDP only; drop --tcp or the techniques")
-    from .protocol.config import ClientConfig
-
-    return ClientConfig(techniques=frozenset(args.technique))
+        what = "--technique" if args.technique else "--relay"
+        raise ValueError(f"{what} applies to UDP only; drop --tcp or {what}")
+    techniques = frozenset(args.technique) | ({"relay"} if args.relay else set())
+    return ClientConfig(techniques=techniques, relay_after=args.relay_after)
 
 
 def _paths(mesh: Any) -> dict[str, dict[str, str]]:
-    """Per peer (UDP): the path ("direct") and the technique that found it."""
+    """Per peer (UDP): the path ("direct" or "relayed") and the technique that found it."""
     result = getattr(mesh.machine, "connect_result", None)
     if result is None:
         return {}
@@ -285,7 +359,8 @@ def _report_lines(report: dict[str, Any]) -> list[str]:
     for peer in report["peers"]:
         if peer["connected"]:
             how = f" {peer['path']} by {peer['technique']}" if "path" in peer else ""
-            lines.append(f"connected {peer['endpoint']}{how} in {peer['elapsed_ms']:.1f} ms")
+            since = f"; closed since: {peer['reason']}" if peer["state"] == "disconnected" else ""
+            lines.append(f"connected {peer['endpoint']}{how} in {peer['elapsed_ms']:.1f} ms{since}")
         else:
             lines.append(f"failed {peer['endpoint']}: {peer['reason'] or peer['state']}")
     missing = report["expected"] - len(report["peers"])
@@ -301,6 +376,10 @@ def _report_lines(report: dict[str, Any]) -> list[str]:
 def cmd_chat(args: argparse.Namespace) -> int:
     """Connect, then send each stdin line to every peer and print what they send; EOF quits."""
     try:
+        args.secret = secret_option.client_secret(args)
+    except ValueError as exc:
+        return _usage("chat", str(exc))
+    try:
         return asyncio.run(_chat(args, sys.stdin, sys.stdout))
     except (OSError, ValueError) as exc:  # ConnectError is an OSError
         return _fail("chat", str(exc))
@@ -310,7 +389,7 @@ async def _chat(args: argparse.Namespace, lines_in: TextIO, out: TextIO) -> int:
     from .aio.client import connect
 
     opening = connect(args.server, args.session, args.peers, timeout=args.timeout, wait_timeout=args.wait_timeout,
-                      transport=_transport(args), config=_udp_config(args))
+                      transport=_transport(args), config=_udp_config(args), secret=args.secret)
     async with opening as mesh:
         if not mesh.connected:
             return _fail("chat", f"no peer connected ({mesh.result.reason or 'nobody else listed'})")

@@ -90,3 +90,8 @@ __all__ += [
     "TcpOwner", "TcpServerDriver", "TcpSessionRow", "TcpStack", "TcpStackConfig", "run_tcp_punch",
     "tcp_nat_grid", "tcp_two_peers",
 ]
+
+# NAT discovery (RFC 5780 tests): the real NatChecker behind a simulated NAT.
+from .discovery import check_nat  # noqa: E402
+
+__all__ += ["check_nat"]

@@ -66,14 +66,19 @@ class Link:
         self.fixed_detail = f"delay {profile.latency:.6f} s"
 
     def transit(self) -> list[tuple[float, str]]:
-        """The copies that come out: (delay, note) each; empty when the packet is lost."""
+        """The copies that come out: (delay, note) each; empty when the packet is lost.
+
+        A duplicate's note starts with `DUPLICATE`; a copy held back also says `HELD_BACK`.
+        The draws are always made in the same order (loss, delay, duplicate, copy's delay), so
+        one seed gives one sequence of fates."""
         p = self.profile
         rng = self.rng
         if p.loss and rng.random() < p.loss:
             return []
         copies = [self._delay(p, rng)]
         if p.duplicate and rng.random() < p.duplicate:
-            copies.append((self._delay(p, rng)[0], DUPLICATE))
+            delay, note = self._delay(p, rng)
+            copies.append((delay, f"{DUPLICATE}, {note}" if note else DUPLICATE))
         return copies
 
     @staticmethod

@@ -5,6 +5,9 @@ drop, receive), stamped with the scheduler's time and the packet id; the network
 reads a clock or a global rng. A realm is one address space: the public "internet" or the
 inside of one NAT, whose switch *is* that NAT. A packet goes up its sender's link to the realm's
 switch, then down the link of the member it is addressed to, or out through the realm's NAT.
+A host may forge its source address (`spoof=`), as an attacker on a network without BCP 38
+ingress filtering can (RFC 2827); the SEND record says so, and the packet's `origin` keeps
+the truth for the trace, never for the receiver.
 """
 
 from __future__ import annotations
@@ -89,9 +92,10 @@ class Host:
         self.sockets[port] = receiver
         return self.endpoint(port)
 
-    def send(self, port: int, data: bytes, destination: Endpoint, kind: str) -> int:
-        """Send a datagram from `port`; returns its packet id."""
-        return self.network.send(self, port, data, destination, kind)
+    def send(self, port: int, data: bytes, destination: Endpoint, kind: str, *,
+             spoof: Endpoint | None = None) -> int:
+        """Send a datagram from `port` (or forged to come from `spoof`); returns its packet id."""
+        return self.network.send(self, port, data, destination, kind, spoof=spoof)
 
     def __repr__(self) -> str:
         return f"<Host {self.name} {self.ip} in {self.realm.name}>"
@@ -201,12 +205,21 @@ class Network:
 
     # --- carrying packets ---------------------------------------------------------------------
 
-    def send(self, host: Host, port: int, data: bytes, destination: Endpoint, kind: str) -> int:
-        """Put a datagram on `host`'s link; returns its packet id."""
-        pkt = Packet(next(self._ids), Endpoint(host.ip, port), destination, data, kind, host.name)
+    def send(self, host: Host, port: int, data: bytes, destination: Endpoint, kind: str, *,
+             spoof: Endpoint | None = None) -> int:
+        """Put a datagram on `host`'s link; returns its packet id.
+
+        `spoof` forges the source address: the packet travels, is translated and is answered
+        as if `spoof` had sent it (replies go to `spoof`, not to `host`). Nothing on the path
+        checks it (no BCP 38 filter), which is what makes reflection attacks possible.
+        """
+        real = Endpoint(host.ip, port)
+        source = real if spoof is None else spoof
+        pkt = Packet(next(self._ids), source, destination, data, kind, host.name)
         self.packets_sent += 1
-        self._emit((self.scheduler.now, host.name, Action.SEND, pkt.source, destination,
-                    kind, summarize(data, kind), "", pkt.id))
+        detail = "" if spoof is None else f"spoofed source (really {real})"
+        self._emit((self.scheduler.now, host.name, Action.SEND, source, destination,
+                    kind, summarize(data, kind), detail, pkt.id))
         self._traverse(host.link, pkt, self._at_switch, host.realm)
         return pkt.id
 
@@ -223,10 +236,12 @@ class Network:
             self._drop(link.name, pkt, LOST)
             return
         for delay, note in copies:
-            if note == DUPLICATE:
+            if note.startswith(DUPLICATE):  # the copy is a packet of its own, with its own id
                 original = pkt.id
                 pkt = pkt._replace(id=next(self._ids))
-                note = f"duplicate of #{original}"
+                # "duplicate of #N" stays last: readers take the original's id after the "#".
+                held = note[len(DUPLICATE) + 2:]
+                note = (f"{held}, " if held else "") + f"duplicate of #{original}"
             detail = f"delay {delay:.6f} s" + (f", {note}" if note else "")
             self._emit((now, link.name, Action.LINK, pkt.source, pkt.destination,
                         pkt.kind, "", detail, pkt.id))

@@ -42,6 +42,14 @@ class PairResult:
     b_confirmed: bool
     connected_at: float | None = None
     """Simulated time at which the second side confirmed; None if not connected."""
+    path: str = "direct"
+    """"relayed" when either side first reached the other through the server's relay
+    (`PeerRelayed`, relay fallback), else "direct"."""
+
+    @property
+    def relayed(self) -> bool:
+        """True when the pair connected through the relay, not through a punched hole."""
+        return self.connected and self.path == "relayed"
 
 
 @dataclass(frozen=True)
@@ -101,32 +109,34 @@ class Outcome:
         return cls(tuple(pairs), sent, sc.trace, sc.now, nats, listed, sc)
 
 
-def _confirmed(sc: "Scenario", driver: Any) -> dict[str, float]:
-    """Peer letters this driver's machine confirmed, with the time (first confirmation)."""
+def _confirmed(sc: "Scenario", driver: Any) -> dict[str, tuple[float, bool]]:
+    """Peer letters this driver's machine confirmed, with the time of the first confirmation and
+    whether it came through the relay (`PeerRelayed`) rather than a handshake."""
     seen = {**driver.host.seen_from, **sc.server.host.seen_from}
-    out: dict[str, float] = {}
+    out: dict[str, tuple[float, bool]] = {}
     for time, event in driver.events:
         name = type(event).__name__
         endpoints = []
-        if name == "PeerConnected":
+        if name in ("PeerConnected", "PeerRelayed"):
             endpoints = [event.peer]
         elif name == "ConnectCompleted":
             endpoints = list(event.connected)
         for endpoint in endpoints:
             origin = seen.get(endpoint)
             if origin is not None:
-                out.setdefault(origin.removeprefix("peer "), time)
+                out.setdefault(origin.removeprefix("peer "), (time, name == "PeerRelayed"))
     return out
 
 
-def _pair(sc: "Scenario", confirmed: dict[str, dict[str, float]], a: str, b: str) -> PairResult:
+def _pair(sc: "Scenario", confirmed: dict[str, dict[str, tuple[float, bool]]], a: str, b: str) -> PairResult:
     a_ok, b_ok = b in confirmed[a], a in confirmed[b]
     if not (a_ok and b_ok):
         return PairResult(a, b, False, None, a_ok, b_ok)
-    at = max(confirmed[a][b], confirmed[b][a])
+    (at_a, relay_a), (at_b, relay_b) = confirmed[a][b], confirmed[b][a]
+    at = max(at_a, at_b)
     # Rounded to the nanosecond so that sums like 0.1 + 0.066 print as 0.166.
     time = round(at - max(sc.starts[a], sc.starts[b]), 9)
-    return PairResult(a, b, True, time, True, True, at)
+    return PairResult(a, b, True, time, True, True, at, "relayed" if relay_a or relay_b else "direct")
 
 
 def _nat_path(host: Any) -> str:
@@ -178,6 +188,8 @@ def _explain_pair(outcome: Outcome, pair: PairResult, index: _Index) -> str:
     head = f"Peers {a} ({outcome.nats[a]}) and {b} ({outcome.nats[b]})"
     ab = index.between(f"peer {a}", outcome.listed.get(b), HANDSHAKE)
     ba = index.between(f"peer {b}", outcome.listed.get(a), HANDSHAKE)
+    if pair.relayed:
+        return _explain_relayed(head, pair, index, ab, ba, outcome)
     if pair.connected:
         return _explain_success(head, pair, index, ab + ba, outcome)
     if not ab and not ba:
@@ -205,6 +217,18 @@ def _explain_success(head: str, pair: PairResult, index: _Index, ids: list[int],
     first_lost = _first_loss(index, ids)
     assert first_lost is not None
     return text + f" {len(lost)} died on the way; the first: {_loss_sentence(index, first_lost, outcome)}"
+
+
+def _explain_relayed(head: str, pair: PairResult, index: _Index, ab: list[int], ba: list[int],
+                     outcome: Outcome) -> str:
+    """A pair the relay carries: when, and why the direct punch had not worked by then."""
+    parts = [f"{head} connected through the server's relay at {pair.connected_at:.3f} s, "
+             f"{pair.time_to_connect:.3f} s after both had started: the direct punch had not got through."]
+    parts += [_direction(index, outcome, x, y, ids) for x, y, ids in ((pair.a, pair.b, ab), (pair.b, pair.a, ba))]
+    first = _first_loss(index, ab + ba)
+    if first is not None:
+        parts.append("The first fatal drop: " + _loss_sentence(index, first, outcome))
+    return " ".join(p for p in parts if p)
 
 
 def _died(index: _Index, pid: int) -> bool:

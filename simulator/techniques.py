@@ -4,8 +4,9 @@ figure over many seeds.
 Rule: the techniques are the real `holepunch.protocol` ones, switched on through
 `ClientConfig.techniques`; this module only builds runs, counts outcomes and formats tables.
 Technique sets are cumulative (basic, +peer-reflexive, +prediction, +birthday, +relay), so each
-grid shows what one more technique adds. A set naming a technique the client does not implement
-yet gives a grid marked "not implemented" instead of failing (the relay's slot).
+grid shows what one more technique adds; with the relay every cell connects, relayed where no
+hole can be punched. A set naming a technique the client does not implement gives a grid marked
+"not implemented" instead of failing.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ TECHNIQUE_SETS: dict[str, frozenset[Technique]] = {
     "+birthday": _REFLEXIVE | {Technique.PREDICTION, Technique.BIRTHDAY},
     "+relay": _REFLEXIVE | {Technique.PREDICTION, Technique.BIRTHDAY, Technique.RELAY},
 }
-"""Cumulative technique sets, one grid each; "+relay" waits for the relay (issue 7, technique 5)."""
+"""Cumulative technique sets, one grid each; "+relay" falls back to the server's relay for the
+pairs no direct technique connects (after `ClientConfig.relay_after`)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ class GridCell:
     """What found the path in the successful runs, with counts, most common first."""
     reasons: tuple[str, ...] = ()
     """Peer A's reason in each failed run: the last thing it saw from B."""
+    relayed: int = 0
+    """Successful runs in which the pair connected through the server's relay, not directly."""
 
     @property
     def fraction(self) -> float:
@@ -79,10 +83,16 @@ class GridCell:
         """The technique that found the path most often ("" when no run connected)."""
         return self.techniques[0][0] if self.techniques else ""
 
+    @property
+    def direct(self) -> int:
+        """Successful runs that punched a hole (not relayed)."""
+        return self.successes - self.relayed
+
     def text(self) -> str:
-        """"yes 0.208" (every run), "no" (none), or "64%" (some)."""
+        """"yes 0.208" (every run), "relayed 5.208" (every run, through the relay), "no" (none),
+        or "64%" (some)."""
         if self.successes == self.runs and self.time is not None:
-            return f"yes {self.time:.3f}"
+            return f"{'relayed' if self.relayed == self.runs else 'yes'} {self.time:.3f}"
         if not self.successes:
             return "no"
         return f"{100 * self.fraction:.0f}%"
@@ -104,9 +114,14 @@ class TechniqueGrid:
         return not self.missing
 
     def connected(self, a: str, b: str) -> bool:
-        """True when every run of the pair connected."""
+        """True when every run of the pair connected (directly or through the relay)."""
         cell = self.cells[a, b]
         return cell.successes == cell.runs
+
+    def relayed(self, a: str, b: str) -> bool:
+        """True when every run of the pair connected through the relay (no hole was punched)."""
+        cell = self.cells[a, b]
+        return cell.relayed == cell.runs
 
     def to_text(self, what: str = "outcome") -> str:
         """The grid as a table (rows: peer A's NAT, columns: B's), or why there is none.
@@ -174,15 +189,18 @@ def _cell(a: NatBehavior, b: NatBehavior, techniques: frozenset[Technique], seed
     times: list[float] = []
     found: Counter[str] = Counter()
     reasons: list[str] = []
+    relayed = 0
     for seed in seeds:
         outcome = run_techniques(a, b, techniques, config=config, seed=seed, **options)
         if outcome.connected and outcome.time_to_connect is not None:
             times.append(outcome.time_to_connect)
-            found[pair_technique(outcome)] += 1
+            relay = any(p.relayed for p in outcome.pairs)
+            relayed += relay
+            found["relay" if relay else pair_technique(outcome)] += 1
         else:
             reasons.extend(p.reason for p in peer_results(outcome)["A"].peers)
     return GridCell(a.name, b.name, len(seeds), len(times), tuple(times), tuple(found.most_common()),
-                    tuple(reasons))
+                    tuple(reasons), relayed)
 
 
 def format_technique_grids(grids: dict[str, TechniqueGrid], what: str = "outcome") -> str:

@@ -96,7 +96,8 @@ def test_server_survives_hostile_datagrams_while_serving_another_session() -> No
 
 def test_timer_drives_keepalives_and_expiry() -> None:
     async def scenario() -> None:
-        config = ServerConfig(keepalive_interval=0.05, session_timeout=0.5)
+        # No amplification budget: one 2-byte registration earns fewer bytes than 3 keep-alives.
+        config = ServerConfig(keepalive_interval=0.05, session_timeout=0.5, amplification_factor=None)
         async with await holepunch.serve("127.0.0.1", 0, config=config) as server:
             client = RawClient()
             assert await client.ask(b"ka", server.address) == b""

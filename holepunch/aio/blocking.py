@@ -136,6 +136,7 @@ def connect_blocking(
     trace: Trace | None = None,
     actor: str = "peer",
     transport: str = "udp",
+    secret: str | bytes | None = None,
 ) -> BlockingMesh:
     """`connect()` for code without an event loop, or inside Jupyter's: blocks until done.
 
@@ -144,7 +145,7 @@ def connect_blocking(
     """
     opening = connect(  # validates the arguments here, in the caller's thread
         server, session, peers, timeout=timeout, wait_timeout=wait_timeout, config=config,
-        bind=bind, trace=trace, actor=actor, transport=transport,
+        bind=bind, trace=trace, actor=actor, transport=transport, secret=secret,
     )
     runner = _LoopThread()
     try:

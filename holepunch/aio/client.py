@@ -23,11 +23,13 @@ from ..protocol.client import PeerClient
 from ..protocol.config import ClientConfig
 from ..protocol.endpoint import Endpoint
 from ..protocol.events import (
-    ConnectCompleted, DataReceived, DatagramDropped, Event, PeerConnected, PeerFailed,
+    ConnectCompleted, DataReceived, DatagramDropped, Event, PeerConnected, PeerFailed, PeerRelayed, PeerUpgraded,
+    RelayRefused,
 )
 from ..protocol.handshake import Peer
 from ..protocol.messages import MAX_ID_LENGTH
 from ..protocol.states import PeerState
+from ..protocol.techniques.result import ConnectResult, PeerResult
 from ..trace import Trace
 from .driver import AddressLike, Driver, DriverStats, bind_host_for, open_udp_socket, parse_address, resolve
 
@@ -65,21 +67,33 @@ class PeerStatus:
     """The server listed this peer as speaking our extension."""
     sent: int
     received: int
+    path: str = "direct"
+    """"direct" (a punched hole) or "relayed" (through the server's relay, `--relay`)."""
+    technique: str = "basic"
+    """What found the path: "basic", "peer-reflexive", "prediction", "birthday" or "relay"."""
 
     @property
     def connected(self) -> bool:
-        """True once datagrams are proven to flow both ways."""
-        return self.state is PeerState.CONNECTED
+        """True once datagrams are proven to flow both ways, directly or through the relay."""
+        return self.state is PeerState.CONNECTED or self.relayed
+
+    @property
+    def relayed(self) -> bool:
+        """True while the server's relay carries the peer (no direct path yet)."""
+        return self.path == "relayed" and self.state is not PeerState.CONNECTED
 
     @classmethod
-    def of(cls, peer: Peer) -> "PeerStatus":
-        """Snapshot a protocol `Peer` record."""
+    def of(cls, peer: Peer, result: PeerResult | None = None) -> "PeerStatus":
+        """Snapshot a protocol `Peer` record (with its `PeerResult`, for the relay's figures)."""
         elapsed = None if peer.connected_at is None else peer.connected_at - peer.started
-        reason = ""
+        reason, technique = "", peer.technique
+        if result is not None and result.relayed:
+            elapsed, technique = result.time_to_connect, result.technique
         if peer.state is PeerState.FAILED:
             seen = peer.last_seen
             reason = "timed out, " + (seen if seen == "nothing received" else f"last received {seen}")
-        return cls(peer.endpoint, peer.state, elapsed, reason, peer.info.extended, peer.sent, peer.received)
+        return cls(peer.endpoint, peer.state, elapsed, reason, peer.info.extended, peer.sent, peer.received,
+                   peer.path, technique)
 
 
 class Mesh:
@@ -104,12 +118,23 @@ class Mesh:
     @property
     def peers(self) -> list[PeerStatus]:
         """Every punched peer, connected or not, in the server's listing order."""
-        return [PeerStatus.of(peer) for peer in self.machine.peers.values()]
+        results = {r.peer: r for r in self.machine.connect_result().peers}
+        return [PeerStatus.of(peer, results.get(ep)) for ep, peer in self.machine.peers.items()]
 
     @property
     def connected(self) -> list[Endpoint]:
-        """The peers datagrams flow to and from."""
-        return [ep for ep, peer in self.machine.peers.items() if peer.connected]
+        """The peers datagrams flow to and from, directly or through the relay."""
+        return [p.endpoint for p in self.peers if p.connected]
+
+    @property
+    def relayed(self) -> list[Endpoint]:
+        """The connected peers that the server's relay carries (with "relay" in `config.techniques`)."""
+        return [p.endpoint for p in self.peers if p.relayed]
+
+    @property
+    def results(self) -> ConnectResult:
+        """Per peer: direct or relayed, the technique that found the path, time to connect, or why not."""
+        return self.machine.connect_result()
 
     @property
     def result(self) -> ConnectCompleted:
@@ -250,6 +275,12 @@ class Mesh:
                 log.info("connected to %s in %.1f ms", peer, elapsed * 1000)
             case PeerFailed(peer, reason):
                 log.info("gave up on %s (last received: %s)", peer, reason)
+            case PeerRelayed(peer, elapsed, reason):
+                log.info("relaying to %s after %.1f ms without a direct path (%s)", peer, elapsed * 1000, reason)
+            case PeerUpgraded(peer, elapsed, relayed_for):
+                log.info("direct path to %s after %.1f ms relayed", peer, relayed_for * 1000)
+            case RelayRefused(reason):
+                log.info("the server refused to relay: %s", reason)
             case DatagramDropped(source, size, reason):
                 log.debug("dropped %d bytes from %s: %s", size, source, reason)
 
@@ -281,16 +312,18 @@ class _Connecting:
 @overload
 def connect(server: AddressLike, session: str | bytes, peers: int = 1, *, timeout: float | None = 40.0,
             wait_timeout: float | None = None, config: ClientConfig | None = None, bind: tuple[str, int] = ...,
-            trace: Trace | None = None, actor: str = "peer", transport: Literal["udp"] = "udp") -> _Connecting: ...
+            trace: Trace | None = None, actor: str = "peer", transport: Literal["udp"] = "udp",
+            secret: str | bytes | None = None) -> _Connecting: ...
 @overload
 def connect(server: AddressLike, session: str | bytes, peers: int = 1, *, timeout: float | None = 40.0,
             wait_timeout: float | None = None, config: TcpClientConfig | None = None, bind: tuple[str, int] = ...,
-            trace: Trace | None = None, actor: str = "peer", transport: Literal["tcp"]) -> TcpConnecting: ...
+            trace: Trace | None = None, actor: str = "peer", transport: Literal["tcp"],
+            secret: None = None) -> TcpConnecting: ...
 @overload
 def connect(server: AddressLike, session: str | bytes, peers: int = 1, *, timeout: float | None = 40.0,
             wait_timeout: float | None = None, config: ClientConfig | TcpClientConfig | None = None,
             bind: tuple[str, int] = ..., trace: Trace | None = None, actor: str = "peer",
-            transport: str = "udp") -> _Connecting | TcpConnecting: ...
+            transport: str = "udp", secret: str | bytes | None = None) -> _Connecting | TcpConnecting: ...
 def connect(
     server: AddressLike,
     session: str | bytes,
@@ -303,6 +336,7 @@ def connect(
     trace: Trace | None = None,
     actor: str = "peer",
     transport: str = "udp",
+    secret: str | bytes | None = None,
 ) -> _Connecting | TcpConnecting:
     """Meet `peers` other peers of `session` through `server` and punch a hole to each.
 
@@ -311,8 +345,11 @@ def connect(
     `peers` count and punches the ones listed so far. `timeout` and `wait_timeout` override
     those fields of `config`. Raises `ConnectError` if the server refused or never answered.
     `transport="tcp"` punches TCP instead and gives a `TcpMesh` (see `connect_tcp`; `config`
-    is then a `TcpClientConfig`).
+    is then a `TcpClientConfig`). `secret` (or `config.secret`) authenticates the session: only
+    peers with the same secret can register or punch (UDP only; docs/wire-protocol.md, "Authentication").
     """
+    if transport == "tcp" and secret is not None:
+        raise ValueError("secret= authenticates UDP sessions only; TCP punching has no secret yet")
     if transport == "tcp":
         from .tcp_client import connect_tcp
 
@@ -324,6 +361,8 @@ def connect(
     if peers < 0:
         raise ValueError(f"peers is the number of OTHER peers, 0 or more; got {peers}")
     cfg = dataclasses.replace(config or ClientConfig(), timeout=timeout, wait_timeout=wait_timeout)
+    if secret is not None:
+        cfg = dataclasses.replace(cfg, secret=secret)  # validated there: AuthError for an empty one
 
     async def opener() -> Mesh:
         try:

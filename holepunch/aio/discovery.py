@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import socket
 from collections.abc import Callable, Iterable
@@ -159,7 +160,8 @@ async def serve_discovery(host: str = "0.0.0.0", port: int = 3478, alt_port: int
         for sock in socks:
             sock.close()
         raise
-    machine = RendezvousServer(config, now=asyncio.get_running_loop().time()) if rendezvous else None
+    now = asyncio.get_running_loop().time()  # and a secret cookie key per run, as serve() passes
+    machine = RendezvousServer(config, now=now, cookie_key=os.urandom(32)) if rendezvous else None
     responder = DiscoveryResponder(alt_port, alt_host or "", rendezvous=machine)
     from .server import (
         _log_event,  # the rendezvous server's log lines, as `serve` writes them

@@ -17,15 +17,18 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Protocol
 
-from ..protocol import events as ev
 from ..protocol.endpoint import Endpoint
 from ..protocol.events import Event
-from ..protocol.messages import (
-    ExtError, ExtLeave, ExtPeers, ExtRegister, MessageError, MessageKind, Transmit, classify, decode_ext,
-)
-from ..protocol.messages import ExtPunch
+from ..protocol.messages import Transmit, classify
 from ..protocol.server import RendezvousServer
 from ..trace import Action, Trace, TraceRecord
+from .extra_sockets import ExtraSockets
+from .trace_text import describe_event, describe_packet, session_text
+
+__all__ = [  # session_text and the describe_* functions are re-exported for the modules that use them
+    "AddressLike", "Driver", "DriverStats", "Machine", "bind_host_for", "describe_event", "describe_packet",
+    "enlarge_buffers", "open_udp_socket", "parse_address", "resolve", "session_text",
+]
 
 AddressLike = str | tuple[str, int] | Endpoint
 """How callers may give an address: "host:port" text, a (host, port) tuple or an Endpoint."""
@@ -92,7 +95,9 @@ class Driver:
         self._timer_at: float | None = None
         self._running = False
         self._pumping = False
-        self._extra: list[socket.socket] = []  # birthday probing's extra sockets; `via` i is _extra[i - 1]
+        self._extra = ExtraSockets(lambda: open_udp_socket(self._local.host, 0), self._feed_extra,
+                                   on_error=self._extra_error, after=self.pump, batch=MAX_BATCH,
+                                   max_datagram=MAX_DATAGRAM, name=lambda: self.actor or self._local)
         self._sockets_wanted: Callable[[], int] | None = getattr(machine, "sockets_wanted", None)
 
     @property
@@ -103,7 +108,7 @@ class Driver:
     @property
     def extra_sockets(self) -> tuple[socket.socket, ...]:
         """The extra sockets the machine asked for (`sockets_wanted`); `via` i is the i-th."""
-        return tuple(self._extra)
+        return self._extra.sockets
 
     def now(self) -> float:
         """The driver's clock, which is the machine's clock."""
@@ -120,7 +125,7 @@ class Driver:
         if self._running:
             self._running = False
             self._loop.remove_reader(self.sock.fileno())
-        self._resize_extra(0)
+        self._extra.resize(0)
         self._arm(None)
 
     # --- the drive loop -----------------------------------------------------------------------
@@ -176,7 +181,7 @@ class Driver:
                 self._on_event(event)
                 event = machine.next_event()
             if self._sockets_wanted is not None and self._sockets_wanted() != len(self._extra):
-                self._resize_extra(self._sockets_wanted())
+                self._extra.resize(self._sockets_wanted())  # pump runs only while running
             self._send(machine.datagrams_to_send(now), now)
             self._arm(machine.get_timer())
         finally:
@@ -191,7 +196,7 @@ class Driver:
             if tracing:
                 self._record_send(transmit, now)
             destination = transmit.destination
-            send = sendto if not transmit.via else self._extra_sendto(transmit.via)
+            send = sendto if not transmit.via else self._extra.sendto(transmit.via)
             try:
                 send(transmit.data, destination if v4 else to_sockaddr(destination))
             except OSError as exc:  # BlockingIOError included
@@ -200,48 +205,18 @@ class Driver:
         self.stats.sent += len(transmits) - errors
         self.stats.send_errors += errors
 
-    # --- extra sockets (birthday probing: `PeerClient.sockets_wanted`) ---------------------------
+    # --- extra sockets (birthday probing: `PeerClient.sockets_wanted`; extra_sockets.py) -------
 
-    def _resize_extra(self, wanted: int) -> None:
-        """Open extra sockets on our address (any port) up to `wanted`, or close those beyond it."""
-        while len(self._extra) > wanted:
-            sock = self._extra.pop()
-            self._loop.remove_reader(sock.fileno())  # a no-op if it was never added
-            sock.close()
-        while self._running and len(self._extra) < wanted:
-            try:
-                sock = open_udp_socket(self._local.host, 0)
-            except OSError as exc:  # EMFILE and the like: punch with the sockets we have
-                log.warning("%s: cannot open extra socket %d: %s", self.actor or self._local, len(self._extra) + 1, exc)
-                break
-            self._extra.append(sock)
-            self._loop.add_reader(sock.fileno(), self._on_readable_extra, len(self._extra))
+    def _feed_extra(self, data: bytes, source: Endpoint, now: float, via: int) -> None:
+        """Count, trace and feed one datagram that arrived on extra socket `via`."""
+        self.stats.received += 1
+        if self.trace is not None:
+            self._record_receive(data, source, now)
+        self.machine.receive_datagram(data, source, now, via)  # type: ignore[call-arg]
 
-    def _extra_sendto(self, via: int) -> Callable[..., int]:
-        if via <= len(self._extra):
-            return self._extra[via - 1].sendto
-        return _no_socket
-
-    def _on_readable_extra(self, via: int) -> None:
-        """Feed what arrived on extra socket `via` to the machine, with its socket index."""
-        if via > len(self._extra):
-            return  # closed since the loop saw it readable
-        now, sock = self._loop.time(), self._extra[via - 1]
-        for _ in _BATCH:
-            try:
-                data, addr = sock.recvfrom(MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                self.stats.receive_errors += 1
-                log.debug("%s: receive error on socket %d: %s", self.actor or self._local, via, exc)
-                break
-            source = Endpoint.from_sockaddr(addr)
-            self.stats.received += 1
-            if self.trace is not None:
-                self._record_receive(data, source, now)
-            self.machine.receive_datagram(data, source, now, via)  # type: ignore[call-arg]
-        self.pump(now)
+    def _extra_error(self, via: int, exc: OSError) -> None:
+        self.stats.receive_errors += 1
+        log.debug("%s: receive error on socket %d: %s", self.actor or self._local, via, exc)
 
     def _arm(self, when: float | None) -> None:
         """Keep exactly one timer, at `when` (aioquic's `_transmit` tail)."""
@@ -277,10 +252,6 @@ class Driver:
 
 
 # --- the socket edge ------------------------------------------------------------------------------
-
-
-def _no_socket(data: bytes, address: object) -> int:
-    raise OSError("no such extra socket (the machine sent via a socket it did not ask for)")
 
 
 def _plain(endpoint: Endpoint) -> tuple[str, int]:
@@ -358,83 +329,3 @@ def bind_host_for(host: str, remote: Endpoint) -> str:
     if remote_v6 and ":" not in host:
         raise ValueError(f"cannot reach the IPv6 address {remote} from the IPv4 address {host}")
     return host
-
-
-
-# --- short human text for trace records (only computed when tracing) ---------------------------
-
-
-def session_text(session: bytes, limit: int = 40) -> str:
-    """A session ID for people: quoted UTF-8 text when it is text, hex otherwise."""
-    try:
-        text = repr(session.decode("utf-8"))
-    except UnicodeDecodeError:
-        text = "0x" + session.hex()
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _preview(data: bytes, limit: int = 24) -> str:
-    """Size and the first bytes of application data."""
-    head = repr(data[:limit]) + ("..." if len(data) > limit else "")
-    return f"{len(data)} bytes {head}"
-
-
-def _names(endpoints: object) -> str:
-    items = [str(e) for e in endpoints]  # type: ignore[attr-defined]
-    return ", ".join(items) if items else "none"
-
-
-def describe_packet(kind: MessageKind, data: bytes) -> str:
-    """What a datagram says, in a few words (its kind is recorded separately)."""
-    if kind in (MessageKind.SYN, MessageKind.ACK, MessageKind.KEEPALIVE):
-        return ""
-    if kind is MessageKind.REGISTER:
-        return f"session {session_text(data)}"
-    if kind is MessageKind.PEER_LIST:
-        return f"peers: {data.decode('ascii', 'replace')}" if data else "peers: none"
-    if kind is MessageKind.DATA:
-        return _preview(data)
-    try:
-        msg = decode_ext(data)
-    except MessageError as exc:
-        return f"malformed: {exc}"
-    if isinstance(msg, ExtRegister):
-        return f"session {session_text(msg.session)}, expects {msg.expected} others"
-    if isinstance(msg, ExtPeers):
-        return f"you are {msg.observed}; peers: {_names(p.endpoint for p in msg.peers)}"
-    if isinstance(msg, ExtPunch):
-        return f"{type(msg).__name__[3:].lower()} from {msg.peer_id.hex()} to {msg.target.hex()}"
-    if isinstance(msg, ExtLeave):
-        return f"leave session {session_text(msg.session)}"
-    assert isinstance(msg, ExtError)
-    return f"refused: {msg.text}"
-
-
-def describe_event(event: Event) -> str:
-    """One line saying what a protocol event means."""
-    if isinstance(event, ev.PeerJoined):
-        members = f"{event.members} member{'s' if event.members != 1 else ''}"
-        return f"{event.endpoint} joined session {session_text(event.session)} ({members})"
-    if isinstance(event, ev.PeerLeft):
-        return f"{event.endpoint} left session {session_text(event.session)} ({event.reason})"
-    if isinstance(event, ev.RegistrationRefused):
-        return f"refused {event.source}: {event.reason}"
-    if isinstance(event, ev.DatagramDropped):
-        return f"dropped {event.size} bytes from {event.source}: {event.reason}"
-    if isinstance(event, ev.Registered):
-        how = f"extension, public address {event.public_endpoint}" if event.extended else "plain protocol"
-        return f"registered ({how})"
-    if isinstance(event, ev.PeerListReceived):
-        return f"{'pushed' if event.push else 'listed'} peers: {_names(p.endpoint for p in event.peers)}"
-    if isinstance(event, ev.PunchingStarted):
-        return f"punching {len(event.peers)} of {event.expected} expected: {_names(p.endpoint for p in event.peers)}"
-    if isinstance(event, ev.PeerConnected):
-        return f"connected to {event.peer} in {event.elapsed * 1000:.1f} ms"
-    if isinstance(event, ev.PeerFailed):
-        return f"gave up on {event.peer} (last received: {event.reason})"
-    if isinstance(event, ev.ConnectCompleted):
-        text = f"connect finished: {len(event.connected)} of {event.expected} peers connected"
-        return text + (f" ({event.reason})" if event.reason else "")
-    if isinstance(event, ev.DataReceived):
-        return f"from {event.peer}: {_preview(event.data)}"
-    return type(event).__name__

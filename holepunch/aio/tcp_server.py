@@ -7,17 +7,15 @@ events on the "holepunch.server" logger, as the UDP server does.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
-from types import TracebackType
 
 from ..protocol.endpoint import Endpoint
 from ..protocol.messages import MessageError
 from ..protocol.tcp_messages import decode_body, frame_kind
 from ..protocol.tcp_server import TcpRendezvousServer, TcpServerConfig, TcpServerStats
 from ..trace import Trace
-from .server import _log_event
+from .server import Serving, _log_event
 from .tcp_driver import TcpIO
 from .tcp_io import BACKLOG, Conn, TcpDriverStats, tcp_socket
 
@@ -64,18 +62,12 @@ def _kind(frame: bytes) -> str:
         return "malformed"
 
 
-class TcpServer:
+class TcpServer(Serving):
     """A running TCP rendezvous server; stop it with `await close()` or `async with server:`."""
 
-    def __init__(self, machine: TcpRendezvousServer, driver: TcpServerDriver) -> None:
-        self.machine = machine
-        self._driver = driver
-        self._closed = asyncio.get_running_loop().create_future()
-
-    @property
-    def address(self) -> Endpoint:
-        """The address actually bound (the real port when asked for port 0)."""
-        return self._driver.address
+    label = "TCP server"
+    machine: TcpRendezvousServer
+    _driver: TcpServerDriver
 
     @property
     def stats(self) -> TcpServerStats:
@@ -87,39 +79,8 @@ class TcpServer:
         """Socket counters: accepted connections, bytes in and out, connections lost."""
         return self._driver.stats
 
-    @property
-    def trace(self) -> Trace | None:
-        """The trace being recorded, if tracing was asked for."""
-        return self._driver.trace
-
-    @property
-    def closed(self) -> bool:
-        """True once `close()` has run."""
-        return self._closed.done()
-
-    async def close(self) -> None:
-        """Stop accepting and close every connection; safe to call twice."""
-        if self._closed.done():
-            return
-        self._driver.stop()
-        self._closed.set_result(None)
-        log.info("TCP server on %s stopped", self.address)
-
-    async def serve_forever(self) -> None:
-        """Wait until the server is closed (from another task or a signal handler)."""
-        await asyncio.shield(self._closed)
-
-    async def __aenter__(self) -> TcpServer:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else "serving"
-        return f"<TcpServer {self.address} {state}, {self.machine.connection_count} connections>"
+    def _population(self) -> str:
+        return f"{self.machine.connection_count} connections"
 
 
 async def serve_tcp(

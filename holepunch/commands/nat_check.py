@@ -59,7 +59,7 @@ def cmd_nat_check(args: argparse.Namespace) -> int:
 
 
 async def serve_with_discovery(host: str, port: int, transports: tuple[str, ...], alt_port: int,
-                               alt_host: str | None) -> Any:
+                               alt_host: str | None, config: Any = None) -> Any:
     """The rendezvous server (UDP through the discovery responder's primary socket) plus TCP."""
     from ..aio.discovery import serve_discovery
 
@@ -67,4 +67,4 @@ async def serve_with_discovery(host: str, port: int, transports: tuple[str, ...]
         raise OSError("--alt-port needs UDP: drop --tcp-only")
     if not alt_port:
         raise OSError("--alt-host needs --alt-port too (RFC 5780 §4.1)")
-    return await serve_discovery(host, port, alt_port, alt_host, rendezvous=True, transports=transports)
+    return await serve_discovery(host, port, alt_port, alt_host, rendezvous=True, transports=transports, config=config)

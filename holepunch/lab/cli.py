@@ -1,5 +1,7 @@
 """`holepunch lab ...`: bring a NAT lab up, run commands in it, show it, tear it down; run the real
 NAT x NAT grid beside the simulator's (`grid`) and trace one real run beside a simulated one (`trace`).
+The simulated side comes from the installed predictor (predictor.py: the simulator registers one),
+never from importing the simulator.
 
 Rule: testable (`lab_main(argv) -> int`, never `sys.exit`), results on stdout, errors as one
 line on stderr; exit codes 0 ok, 1 failed (including "this machine cannot run a lab"), 2 bad
@@ -20,10 +22,11 @@ from ..protocol.techniques import IMPLEMENTED
 from ..trace import Trace
 from . import netns
 from .errors import LabError
-from .grid import TRANSPORTS, RealCell, run_pair
+from .grid import TRANSPORTS, RealCell, real_grid, run_pair
 from .impair import parse_duration, parse_fraction
 from .layout import Layout
 from .nft import NAT_TYPES, nat_type
+from .predictor import find_predictor
 from .topology import STATE_DIR, Lab, cleanup_stale
 
 
@@ -256,30 +259,33 @@ def _types_command(args: argparse.Namespace) -> int:
 
 def _grid(args: argparse.Namespace) -> int:
     techniques = _techniques(args)
+    predictor = find_predictor()  # before building anything: without the simulator, say so at once
     netns.check_environment(("ip", "nft", "sh", "conntrack"))
-    from .compare import lab_grid
+    lab_options = {"delay": args.delay, "jitter": args.jitter, "loss": args.loss}
+    options = {**lab_options, "timeout": args.timeout}
 
     def progress(cell: RealCell) -> None:
         trials = ", ".join("yes" if t.connected else "no" for t in cell.trials)
         print(f"  {cell.a} x {cell.b}: {trials}", file=sys.stderr, flush=True)
 
-    comparison = lab_grid(args.types, args.transport, trials=args.trials, workers=args.workers,
-                          prefix=args.prefix, delay=args.delay, jitter=args.jitter, loss=args.loss,
-                          techniques=techniques, timeout=args.timeout, progress=progress)
+    real = real_grid(args.types, args.transport, trials=args.trials, techniques=techniques,
+                     workers=args.workers, prefix=args.prefix, timeout=args.timeout,
+                     lab_options=lab_options, retry=lambda trial: predictor.unresolved(trial, **options),
+                     progress=progress)
+    comparison = predictor.compare(real, **options)
     print(comparison.to_text(), end="")
     return 0 if not comparison.disagreements else 1
 
 
 def _trace(args: argparse.Namespace) -> int:
     techniques = _techniques(args)
+    predictor = find_predictor()
     netns.check_environment(("ip", "nft", "sh", "conntrack"))
-    from .compare import predict_trial
-
     lab_options = {"delay": args.delay, "jitter": args.jitter, "loss": args.loss}
     cell = run_pair(args.a, args.b, args.transport, techniques=techniques, timeout=args.timeout,
                     prefix=args.prefix, keep_traces=True, lab_options=lab_options)
     trial = cell.trials[0]
-    predicted = predict_trial(trial, timeout=args.timeout, **lab_options)
+    predicted = predictor.predict_trial(trial, timeout=args.timeout, **lab_options)
     kinds = set(args.kinds.split(",")) if args.kinds else None
     order = ("who punched first is unknown" if trial.skew is None else
              f"A punched {abs(trial.skew) * 1000:.3f} ms {'after' if trial.skew > 0 else 'before'} B")

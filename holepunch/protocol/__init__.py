@@ -19,6 +19,10 @@ from .events import (
     PunchingStarted,
     Registered,
     RegistrationRefused,
+    RequestRefused,
+    PeerRelayed,
+    PeerUpgraded,
+    RelayRefused,
 )
 from .handshake import Peer
 from .messages import MessageKind, PeerInfo, Transmit, classify
@@ -34,10 +38,11 @@ __all__ = [
     "CLIENT_TRANSITIONS", "PEER_TRANSITIONS", "ClientConfig", "ClientState", "ConnectCompleted",
     "DataReceived", "DatagramDropped", "Endpoint", "Event", "MessageKind", "Peer", "PeerClient",
     "PeerConnected", "PeerFailed", "PeerInfo", "PeerJoined", "PeerLeft", "PeerListReceived",
-    "PeerState", "PunchingStarted", "Registered", "RegistrationRefused", "RendezvousServer",
+    "PeerState", "PunchingStarted", "Registered", "RegistrationRefused", "RendezvousServer", "RequestRefused",
     "ServerConfig", "ServerStats", "Transmit", "classify",
     "ERRNO_HELP", "STREAM_TRANSITIONS", "TCP_CLIENT_TRANSITIONS", "TCP_PEER_TRANSITIONS", "Close", "Connect",
     "FrameDecoder", "Listen", "PeerDisconnected", "StopListening", "StreamState", "TcpClientConfig",
     "TcpPeerClient", "TcpPeerState", "TcpRendezvousServer", "TcpServerConfig", "TcpServerStats", "Write",
     "explain_errno",
+    "PeerRelayed", "PeerUpgraded", "RelayRefused",
 ]

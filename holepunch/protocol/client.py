@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from collections import Counter, deque
 
+from .auth import SessionKey
 from .config import ClientConfig
 from .endpoint import Endpoint
 from .events import (
@@ -25,9 +26,12 @@ from .events import (
     PunchingStarted,
     Registered,
 )
-from .handshake import Handshake, Peer
+from .handshake import Deadlines, Handshake, Peer
+from .relay_path import RelayPath
 from .messages import (
     PEER_ID_LENGTH,
+    ErrorCode,
+    ExtCookie,
     ExtError,
     ExtLeave,
     ExtPeers,
@@ -42,6 +46,7 @@ from .messages import (
     is_extension,
 )
 from .states import ClientState, ClientTrigger, PeerState, next_client_state
+from .techniques import Technique
 from .techniques.engine import Techniques
 from .techniques.result import ConnectResult, PeerResult
 
@@ -82,6 +87,7 @@ class PeerClient:
         self.dropped: Counter[str] = Counter()
         self._handshake = Handshake(self.config)
         self._ext_attempts = 0
+        self._cookie = b""  # the server's address cookie (ExtCookie), echoed in every registration
         self._plain_registered = False
         self._next_register: float | None = None
         self._wait_deadline: float | None = None
@@ -89,7 +95,18 @@ class PeerClient:
         self._out: list[Transmit] = []
         self._events: deque[Event] = deque()
         self._reason = ""
+        self._order: list[Peer] = []
+        """`peers` in listing order; a peer's index here is its key in `_peer_timers`."""
+        self._index: dict[Endpoint, int] = {}
+        self._peer_timers = Deadlines()
+        """Every peer's `next_timer()` as last recorded by `_touch`, so that no pump visits every peer."""
+        self._all_connected_upto = 0
+        """`_order[:this]` are all connected (or relayed): both are final, so the check after each
+        handshake resumes here instead of visiting every peer again (O(N) per client, not O(N²))."""
+        self.auth = None if self.config.secret is None else SessionKey(self.config.secret)
+        """The session secret's keys (auth.py): set, registrations and punches are signed."""
         self._tech = Techniques(self, rng)
+        self._relay = RelayPath(self, self._events.append, lambda t: self._out.append(t))  # relay_path.py
 
     @property
     def registered(self) -> bool:
@@ -114,9 +131,12 @@ class PeerClient:
     def send(self, peer: Endpoint, data: bytes) -> None:
         """Queue application data for a connected peer; raises `ValueError` otherwise."""
         record = self.peers.get(peer)
-        if record is None or not record.connected:
+        if record is None or not (record.connected or self._relay.carries(record)):
             raise ValueError(f"{peer} is not a connected peer")
         record.sent += 1
+        if not record.connected:  # relayed: through the server, until the punch upgrades it
+            self._out.append(self._relay.wrap(record, bytes(data)))
+            return
         self._out.append(Transmit(bytes(data), record.address, MessageKind.DATA, record.via))
 
     def close(self, now: float) -> None:
@@ -131,6 +151,7 @@ class PeerClient:
         self._next_register = self._wait_deadline = self._deadline = None
         for peer in self.peers.values():
             peer.next_send = peer.final_ack_at = peer.next_keepalive = None
+        self._peer_timers.clear()
 
     # --- inputs -------------------------------------------------------------------------------
 
@@ -155,17 +176,21 @@ class PeerClient:
             self._registration_timer(now)
         if self._deadline is not None and now >= self._deadline:
             self._on_deadline(now)
-        for peer in self.peers.values():
+        # Only the peers whose timer is due, in listing order: the others' on_timer does nothing.
+        for index in self._peer_timers.pop_due(now):
+            peer = self._order[index]
             self._out.extend(self._handshake.on_timer(peer, now))
+            self._peer_timers.set(index, peer.next_timer())
         self._out.extend(self._tech.on_timer(now))
+        self._out.extend(self._relay.on_timer(now))
 
     # --- outputs ------------------------------------------------------------------------------
 
     def get_timer(self) -> float | None:
         """The absolute time `handle_timer` wants to run next, or None."""
-        times = [self._next_register, self._wait_deadline, self._deadline]
-        times.extend(peer.next_timer() for peer in self.peers.values())
+        times = [self._next_register, self._wait_deadline, self._deadline, self._next_peer_timer()]
         times.append(self._tech.next_timer())
+        times.append(self._relay.next_timer())
         present = [t for t in times if t is not None]
         return min(present) if present else None
 
@@ -185,19 +210,24 @@ class PeerClient:
 
     def connect_result(self) -> ConnectResult:
         """Per peer: connected or not, path, technique, time to connect, or why it failed."""
-        peers = tuple(PeerResult.of(peer) for peer in self.peers.values())
+        peers = tuple(PeerResult.of(peer, self._relay.relayed_at(peer)) for peer in self.peers.values())
         return ConnectResult(peers, self.expected, self._reason)
 
     # --- registration -------------------------------------------------------------------------
 
     def _send_ext_register(self, now: float) -> None:
         self._ext_attempts += 1
-        msg = ExtRegister(self.session, self.peer_id, self.expected)
-        self._out.append(Transmit(encode_ext(msg), self.server, MessageKind.EXT_REGISTER))
+        self._out.append(self._ext_register())
         interval = self.config.register_interval
         if self.extended:
             interval = self.config.extended_refresh_interval
         self._next_register = now + interval
+
+    def _ext_register(self) -> Transmit:
+        msg = ExtRegister(self.session, self.peer_id, self.expected, self._cookie)
+        if self.auth is not None:
+            msg = self.auth.sign(msg)
+        return Transmit(encode_ext(msg), self.server, MessageKind.EXT_REGISTER)
 
     def _send_plain_register(self, now: float) -> None:
         self._out.append(Transmit(self.session, self.server, MessageKind.REGISTER))
@@ -216,15 +246,25 @@ class PeerClient:
 
     def _fall_back(self, now: float) -> None:
         """The server does not speak the extension (the reference): use the plain protocol."""
+        if self.auth is not None:  # never downgrade: the plain protocol cannot carry the secret
+            self._send_ext_register(now)
+            return
         self.extended = False
         self._send_plain_register(now)
 
     def _from_server(self, data: bytes, now: float) -> None:
         if self.state is not ClientState.REGISTERING:
-            if data:  # 0-byte datagrams are the server's keep-alives: expected, not worth an event
-                self._drop(self.server, data, "late server reply")
+            if self._late_cookie(data):
+                return
+            if data and (relayed := self._relay.from_server(data, now)) != "":
+                self._drop(self.server, data, relayed or "late server reply")  # 0 bytes: keep-alives
+            elif data and self.state is ClientState.PUNCHING:
+                self._check_all_connected(now)  # a relay answer may have made a peer reachable
         elif is_extension(data):
             self._from_server_ext(data, now)
+        elif self.extended is None and self.auth is not None:
+            reason = "server does not support authentication (it answered in the plain protocol)"
+            self._finish(now, ClientTrigger.REFUSED, reason, refused=True)
         elif self.extended is None:
             self._fall_back(now)
         elif self.extended:
@@ -252,7 +292,8 @@ class PeerClient:
             self._drop(self.server, data, f"malformed: {exc}")
             return
         if isinstance(msg, ExtError):
-            self._finish(now, ClientTrigger.REFUSED, f"server refused: {msg.text}", refused=True)
+            why = " (wrong or missing secret)" if msg.code == ErrorCode.BAD_AUTH else ""
+            self._finish(now, ClientTrigger.REFUSED, f"server refused: {msg.text}{why}", refused=True)
         elif isinstance(msg, ExtPeers) and msg.session == self.session:
             if not self.extended:
                 self.extended = True
@@ -260,8 +301,34 @@ class PeerClient:
                 self._events.append(Registered(True, msg.observed))
                 self._next_register = now + self.config.extended_refresh_interval
             self._update_peers(msg.peers, replace=not msg.push, push=msg.push, now=now)
+        elif isinstance(msg, ExtCookie) and self.extended is not False:
+            self._echo_cookie(msg.cookie, now)
         else:
             self._drop(self.server, data, "unexpected extension message")
+
+    def _late_cookie(self, data: bytes) -> bool:
+        """A cookie that came with the complete list: echo it once if we may need the relay,
+        which the server forwards only to proved addresses; nothing else needs the proof then."""
+        if Technique.RELAY not in self.config.techniques or self.state is ClientState.CLOSED:
+            return False
+        try:
+            msg = decode_ext(data) if is_extension(data) else None
+        except MessageError:
+            return False
+        if not isinstance(msg, ExtCookie):
+            return False
+        if msg.cookie != self._cookie:
+            self._cookie = msg.cookie
+            self._out.append(self._ext_register())
+        return True
+
+    def _echo_cookie(self, cookie: bytes, now: float) -> None:
+        """The server asks us to prove our address (RFC 9000 §8.1): echo its cookie at once and
+        in every later registration. It speaks the extension, so no fallback is counted down."""
+        self._ext_attempts = 0
+        if cookie != self._cookie:  # the same cookie again waits for the timer: no ping-pong
+            self._cookie = cookie
+            self._send_ext_register(now)
 
     def _update_peers(
         self, infos: tuple[PeerInfo, ...], *, replace: bool, push: bool, now: float
@@ -285,7 +352,11 @@ class PeerClient:
         for info in listed:
             peer = self.peers[info.endpoint] = Peer(info, now)
             self._tech.prepare(peer, now)
+            self._relay.prepare(peer, now)
             self._out.extend(self._handshake.start(peer, now))
+            self._index[info.endpoint] = len(self._order)
+            self._order.append(peer)
+            self._touch(peer)
         self._check_all_connected(now)
 
     def _from_peer(self, peer: Peer, data: bytes, now: float, source: Endpoint, via: int = 0) -> None:
@@ -294,8 +365,9 @@ class PeerClient:
             self._drop(source, data, hint)
             return
         out, just_connected, is_data = self._handshake.on_datagram(peer, data, now, hint)
+        self._touch(peer)
         self._out.extend(out)
-        if just_connected:
+        if just_connected and not self._relay.connected(peer, now):  # else: PeerUpgraded
             event = PeerConnected(peer.endpoint, now - peer.started, peer.technique, peer.path, peer.remote)
             self._events.append(event)
         if is_data and peer.connected:
@@ -304,14 +376,19 @@ class PeerClient:
             self._check_all_connected(now)
 
     def _check_all_connected(self, now: float) -> None:
-        if all(p.connected for p in self.peers.values()):
+        order, upto = self._order, self._all_connected_upto
+        while upto < len(order) and (order[upto].connected or self._relay.carries(order[upto])):
+            upto += 1
+        self._all_connected_upto = upto
+        if upto == len(order):
             self._finish(now, ClientTrigger.ALL_CONNECTED, "")
 
     def _on_deadline(self, now: float) -> None:
         self._deadline = None
         for peer in self.peers.values():
-            if not peer.connected:
+            if not (peer.connected or self._relay.carries(peer)):
                 self._handshake.give_up(peer)
+                self._touch(peer)
                 self._events.append(PeerFailed(peer.endpoint, peer.last_seen))
         reason = "timed out waiting for peers" if self.state is ClientState.REGISTERING else "timed out"
         self._finish(now, ClientTrigger.DEADLINE, reason)
@@ -321,14 +398,31 @@ class PeerClient:
         self._tech.stop()
         self._reason = reason
         self._next_register = self._wait_deadline = self._deadline = None
-        connected = tuple(p.endpoint for p in self.peers.values() if p.connected)
+        relayed = tuple(p.endpoint for p in self.peers.values() if self._relay.carries(p))
+        connected = tuple(p.endpoint for p in self.peers.values() if p.connected or p.endpoint in relayed)
         failed = tuple(p.endpoint for p in self.peers.values() if p.state is PeerState.FAILED)
-        self._events.append(ConnectCompleted(connected, failed, self.expected, reason, refused))
+        self._events.append(ConnectCompleted(connected, failed, self.expected, reason, refused, relayed))
 
     # --- helpers ------------------------------------------------------------------------------
 
     def _move(self, trigger: ClientTrigger) -> None:
         self.state = next_client_state(self.state, trigger)
+
+    def _touch(self, peer: Peer) -> None:
+        """Record `peer`'s next timer: whatever may bring a peer's timer earlier must call this."""
+        self._peer_timers.set(self._index[peer.info.endpoint], peer.next_timer())
+
+    def _next_peer_timer(self) -> float | None:
+        """The earliest peer timer, checked against the peer: one cancelled or postponed without
+        `_touch` (the relay stops a punch) is recorded afresh instead of waking us early."""
+        timers = self._peer_timers
+        while (first := timers.first()) is not None:
+            when, index = first
+            actual = self._order[index].next_timer()
+            if actual == when:
+                return when
+            timers.set(index, actual)
+        return None
 
     def _drop(self, source: Endpoint, data: bytes, reason: str) -> None:
         self.dropped[reason] += 1

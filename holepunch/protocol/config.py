@@ -7,8 +7,9 @@ the reference's figures (wire-protocol.md §3-4) unless a comment says why not.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from .auth import secret_bytes
 from .messages import MAX_ID_LENGTH
 from .techniques import BirthdayRole, Technique, coerce_techniques
 
@@ -20,7 +21,8 @@ class ServerConfig:
     session_timeout: float = 40.0
     """Seconds a registration lives after its latest refresh (sliding, unlike the reference)."""
     keepalive_interval: float = 10.0
-    """Seconds between empty keep-alives to every stored endpoint; 0 disables them."""
+    """Seconds between two empty keep-alives to one membership (the first one this long after its
+    join); 0 disables them."""
     max_id_length: int = MAX_ID_LENGTH
     """Longest session ID accepted; longer registrations are dropped silently, as the reference does."""
     max_sessions: int = 1_000_000
@@ -29,10 +31,73 @@ class ServerConfig:
     """Members of one session; the reference's reply stops fitting a datagram near 3,000."""
     push: bool = True
     """Push newcomers to members that registered with the extension (the seed's step 3)."""
+    keepalive_batch: int = 64
+    """Keep-alives sent per timer call at most. Each member's keep-alive is due `keepalive_interval`
+    after its own previous one (or its join), so they spread over the interval instead of leaving in
+    one burst; a batch bounds how long reads wait when many are due at once."""
+    rate_limit: float | None = 100.0
+    """Requests per second one source may make, sustained (a token bucket, guard.py); None disables
+    it. Ten times a reference client's poll rate (every 100 ms), so no legitimate client meets it."""
+    rate_burst: int = 50
+    """Requests one source may make at once before `rate_limit` applies (the bucket's size)."""
+    rate_limit_key: str = "endpoint"
+    """What one bucket covers: "endpoint" (IP address and port, the default: a whole classroom sits
+    behind one school NAT, one IP address with a port per pupil), or "host" (IP address alone)."""
+    max_tracked_sources: int = 16384
+    """Entries each guard table may hold (the buckets of requests outside memberships, of hosts,
+    the refusal log); the least recently used goes first, so memory stays flat under a flood."""
+    refusal_log_interval: float = 30.0
+    """Seconds between two reports (`RequestRefused` events, log lines) of one source's refusals for
+    one reason; the refusals in between are counted, and the next report says how many."""
+    amplification_factor: float | None = 3.0
+    """An address not proved by a cookie is sent at most this many times the bytes received from
+    it, counted cumulatively (QUIC's rule, RFC 9000 §8); at least 1. None disables the budget and
+    the cookie round trip."""
+    datagram_overhead: int = 28
+    """Header bytes counted per datagram, each way, in that budget: IPv4 (20) plus UDP (8), what a
+    datagram costs on the wire. Without it a 0-byte registration (the empty ID) would earn nothing;
+    0 counts payloads only, as RFC 9000 does for its 1200-byte datagrams."""
+    cookie_interval: float = 30.0
+    """Seconds per cookie time bucket; a cookie is accepted in its bucket and the next (30 to 60 s)."""
+    relay: bool = True
+    """Forward `ExtRelay` between extended members of one session (relay fallback, issue 7
+    technique 5); off, every relay is refused with `ErrorCode.RELAY_REFUSED`."""
+    relay_max_payload: int = 1200
+    """Largest relayed DATA field in bytes: 1200, QUIC's smallest datagram (RFC 9000 §14), so a
+    relayed datagram with our header still fits any path's MTU without IP fragmentation."""
+    relay_member_rate: float = 64_000.0
+    """Bytes per second one member may relay (token bucket refill): chat and control traffic, not
+    bulk transfer; the relay is a fallback that costs the server's bandwidth."""
+    relay_member_burst: int = 16_384
+    """Bytes one member may relay in a burst (token bucket size); at least one largest datagram."""
+    relay_total_rate: float = 8_000_000.0
+    """Bytes per second the whole server relays at most (64 Mbit/s), over every member; bursts up
+    to one second's worth."""
+    relay_error_interval: float = 1.0
+    """Seconds between two RELAY_REFUSED errors to one member: refusals are counted, not answered
+    one by one, so a flood of refused relays does not turn into a flood of errors."""
+    secrets: tuple[str | bytes, ...] = field(default=(), repr=False)
+    """Session secrets (holepunch.protocol.auth): the first is current, the others are still
+    accepted (rotation). With any, an extended registration needs a valid MAC and plain
+    (reference) registrations are refused; empty, the default, authenticates nothing."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "secrets", _secrets(self.secrets))
         _positive(self, "session_timeout", "max_sessions", "max_peers_per_session")
         _not_negative(self, "keepalive_interval", "max_id_length")
+        _positive(self, "keepalive_batch", "rate_burst", "max_tracked_sources", "cookie_interval")
+        _not_negative(self, "refusal_log_interval", "datagram_overhead")
+        if self.rate_limit is not None and not self.rate_limit > 0:
+            raise ValueError(f"rate_limit must be positive or None, got {self.rate_limit!r}")
+        if self.amplification_factor is not None and not self.amplification_factor >= 1:
+            raise ValueError(f"amplification_factor must be at least 1 or None, got {self.amplification_factor!r}")
+        if self.rate_limit_key not in ("endpoint", "host"):
+            raise ValueError(f"rate_limit_key must be 'endpoint' or 'host', got {self.rate_limit_key!r}")
+        _positive(self, "relay_max_payload", "relay_member_rate", "relay_total_rate")
+        _not_negative(self, "relay_error_interval")
+        if self.relay_member_burst < self.relay_max_payload:
+            raise ValueError(f"relay_member_burst ({self.relay_member_burst}) must be at least "
+                             f"relay_max_payload ({self.relay_max_payload}), or the largest relay never passes")
 
 
 @dataclass(frozen=True)
@@ -90,8 +155,25 @@ class ClientConfig:
     """Inclusive port range the easy side draws its probes from (where NATs allocate)."""
     birthday_role: BirthdayRole | str = BirthdayRole.AUTO
     """Which half of birthday probing to play: "hard", "easy", "both", or "auto" (see `BirthdayRole`)."""
+    relay_after: float = 5.0
+    """Seconds of punching after which a peer that is not connected directly falls back to the
+    server's relay (with `Technique.RELAY` on, both sides extended): long enough for every probe
+    sweep of the other techniques (0.5 s, 2.5 s, 4.5 s), far below `timeout`."""
+    relay_upgrade_window: float = 30.0
+    """Seconds the direct punch goes on in the background once a peer is relayed; a handshake
+    that succeeds meanwhile upgrades the peer to direct, after that it stays relayed."""
+    secret: str | bytes | None = field(default=None, repr=False)
+    """The session secret (holepunch.protocol.auth): registrations and punches carry a MAC, punches
+    of peers without it are dropped, and the client never falls back to the plain protocol.
+    None, the default, keeps every byte on the wire as it was."""
 
     def __post_init__(self) -> None:
+        if self.secret is not None:
+            secret_bytes(self.secret)  # AuthError (a ValueError) for an empty or mistyped secret
+            if isinstance(self.secret, (bytearray, memoryview)):
+                object.__setattr__(self, "secret", bytes(self.secret))
+            if not (self.extension and self.extension_attempts > 0):
+                raise ValueError("a secret needs the extension: keep extension=True and extension_attempts >= 1")
         object.__setattr__(self, "techniques", coerce_techniques(self.techniques))
         try:
             object.__setattr__(self, "birthday_role", BirthdayRole(self.birthday_role))
@@ -108,10 +190,24 @@ class ClientConfig:
         low, high = self.birthday_ports
         if not 1 <= low <= high <= 65535:
             raise ValueError(f"birthday_ports must be a range within 1..65535, got {self.birthday_ports!r}")
+        _positive(self, "relay_after")
+        _not_negative(self, "relay_upgrade_window")
         for name in ("timeout", "wait_timeout"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive or None, got {value!r}")
+
+
+def _secrets(value: object) -> tuple[str | bytes, ...]:
+    """`ServerConfig.secrets` as a tuple of usable secrets; one bare secret is taken as a tuple of one."""
+    if isinstance(value, (str, bytes, bytearray, memoryview)):
+        value = (value,)
+    if not isinstance(value, Iterable):
+        raise TypeError(f"secrets must be a tuple of str or bytes, not {type(value).__name__}")
+    items = tuple(bytes(v) if isinstance(v, (bytearray, memoryview)) else v for v in value)
+    for item in items:
+        secret_bytes(item)  # AuthError (a ValueError) for an empty or mistyped secret
+    return items
 
 
 def _positive(obj: object, *names: str) -> None:

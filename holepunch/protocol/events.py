@@ -122,6 +122,8 @@ class ConnectCompleted(Event):
     reason: str = ""
     refused: bool = False
     """True when the server refused the registration (a limit); `reason` has its text."""
+    relayed: tuple[Endpoint, ...] = field(default=(), metadata=QUIET_DEFAULT)
+    """The peers of `connected` that the server's relay carries (no direct path yet)."""
 
     @property
     def complete(self) -> bool:
@@ -135,3 +137,54 @@ class DataReceived(Event):
 
     peer: Endpoint
     data: bytes
+
+
+# --- relay fallback (relay_path.py) ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PeerRelayed(Event):
+    """No direct path to `peer` after `relay_after` seconds: the server's relay carries its data
+    now (both directions proven), while punching goes on in the background."""
+
+    peer: Endpoint
+    elapsed: float
+    """Seconds from the first punch to the relay's confirmation."""
+    reason: str
+    """Why the direct punch has not worked so far: the last thing seen from the peer directly."""
+
+
+@dataclass(frozen=True, slots=True)
+class PeerUpgraded(Event):
+    """The background punch to a relayed `peer` succeeded: its data goes direct from now on."""
+
+    peer: Endpoint
+    elapsed: float
+    """Seconds from the first punch to the direct handshake."""
+    relayed_for: float
+    """Seconds the relay carried the peer."""
+    technique: str = "basic"
+    """What found the direct path, as in `PeerConnected`."""
+    address: Endpoint | None = None
+    """Where datagrams to the peer go, when a technique found another address than `peer`."""
+
+
+@dataclass(frozen=True, slots=True)
+class RelayRefused(Event):
+    """The server refused to relay for us (`ErrorCode.RELAY_REFUSED`); `reason` is its text
+    ("relay-off", "rate-limited", "too-large", "no-such-target", ...)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRefused(Event):
+    """The server refused a request or withheld its answer: `reason` names the limit ("rate-limited",
+    "amplification", "bad-cookie", "session-full", ...). Reported at most once per source and reason
+    per `ServerConfig.refusal_log_interval`; `suppressed` counts the refusals not reported since."""
+
+    source: Endpoint
+    reason: str
+    suppressed: int = 0
+    session: bytes = field(default=b"", metadata=QUIET_DEFAULT)
+    """The session asked for, when the refusal concerns one (a limit on sessions or members)."""

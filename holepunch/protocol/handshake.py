@@ -8,6 +8,7 @@ reference peer needs to return from Connect (B3); never retry faster than the re
 from __future__ import annotations
 
 from dataclasses import dataclass
+from heapq import heapify, heappop, heappush
 
 from .config import ClientConfig
 from .endpoint import Endpoint
@@ -17,6 +18,12 @@ from .states import PEER_TRANSITIONS, PeerInput, PeerState
 Outcome = tuple[list[Transmit], bool]  # datagrams to send, and whether the peer just connected
 Hint = tuple[PeerInput, str]
 """What an extended punch means to the handshake (SYN or ACK), and the label for `last_seen`."""
+_SYN_HINT: Hint = (PeerInput.SYN, SYN.decode())
+_ACK_HINT: Hint = (PeerInput.ACK, ACK.decode())
+_new_tuple = tuple.__new__
+_TRANSMIT_REST = tuple(Transmit._field_defaults[name] for name in Transmit._fields[4:])
+"""`_new_tuple(Transmit, (data, destination, kind, via) + _TRANSMIT_REST)` is `Transmit(data,
+destination, kind, via)` without NamedTuple's Python-level `__new__` (one per datagram sent)."""
 
 
 @dataclass
@@ -65,8 +72,67 @@ class Peer:
 
     def next_timer(self) -> float | None:
         """The earliest time this peer wants `on_timer`."""
-        times = [t for t in (self.next_send, self.final_ack_at, self.next_keepalive) if t is not None]
-        return min(times) if times else None
+        # Unrolled min() over the three: called for every peer touched on every pump.
+        best, t = self.next_send, self.final_ack_at
+        if t is not None and (best is None or t < best):
+            best = t
+        t = self.next_keepalive
+        if t is not None and (best is None or t < best):
+            best = t
+        return best
+
+
+class Deadlines:
+    """The earliest of many deadlines keyed by small ints, without visiting them all.
+
+    A binary heap with lazy deletion: `set` pushes a new entry and leaves the old one behind;
+    an entry that no longer matches its key's deadline is dropped when it surfaces. So a client
+    with N peers pays O(log N) per changed timer instead of O(N) per pump (`PeerClient.get_timer`).
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int]] = []
+        self._at: dict[int, float] = {}
+
+    def set(self, key: int, when: float | None) -> None:
+        """Key `key` now wants `when` (None: nothing)."""
+        at = self._at
+        if when is None:
+            at.pop(key, None)
+        elif at.get(key) != when:
+            at[key] = when
+            heappush(self._heap, (when, key))
+            if len(self._heap) > 4 * len(at) + 64:  # bound the outdated entries
+                self._heap = [(t, k) for k, t in at.items()]
+                heapify(self._heap)
+
+    def first(self) -> tuple[float, int] | None:
+        """The earliest deadline of any key and that key, or None."""
+        heap, at = self._heap, self._at
+        while heap and at.get(heap[0][1]) != heap[0][0]:
+            heappop(heap)
+        return heap[0] if heap else None
+
+    def earliest(self) -> float | None:
+        """The earliest deadline of any key, or None."""
+        first = self.first()
+        return None if first is None else first[0]
+
+    def pop_due(self, now: float) -> list[int]:
+        """The keys due at `now`, in key order, forgotten until `set` again."""
+        heap, at, keys = self._heap, self._at, []
+        while heap and heap[0][0] <= now:
+            when, key = heappop(heap)
+            if at.get(key) == when:
+                del at[key]
+                keys.append(key)
+        keys.sort()
+        return keys
+
+    def clear(self) -> None:
+        """Forget every deadline."""
+        self._heap.clear()
+        self._at.clear()
 
 
 class Handshake:
@@ -132,8 +198,8 @@ class Handshake:
         peer.next_send = None
 
     def _input_of(self, peer: Peer, data: bytes, now: float, hint: Hint | None = None) -> PeerInput:
-        if hint is None and (data == SYN or data == ACK):
-            hint = (PeerInput.SYN if data == SYN else PeerInput.ACK, data.decode())
+        if hint is None:
+            hint = _SYN_HINT if data == SYN else _ACK_HINT if data == ACK else None
         if hint is not None:
             # Until the peer sends real data it may still be punching (its ACKs to us lost), so its
             # SYN/ACK stay handshake; after that only the linger window keeps them so.
@@ -172,4 +238,5 @@ class Handshake:
                 data, kind = peer.messages[0], MessageKind.PUNCH
             else:
                 data, kind = peer.messages[1], MessageKind.PUNCH_ACK
-        return Transmit(data, peer.address, kind, peer.via)
+        destination = peer.info.endpoint if peer.remote is None else peer.remote  # peer.address, inlined
+        return _new_tuple(Transmit, (data, destination, kind, peer.via) + _TRANSMIT_REST)

@@ -3,24 +3,40 @@
 Rule: byte-compatible with the reference for plain registrations (wire-protocol.md §3): one reply
 per registration listing the other members, least recently registered first, as a real 0-byte
 datagram when there are none. Unlike the reference, expiry slides with every registration (no B8
-flicker) and only clients that registered with the extension are ever pushed to (B1).
+flicker), only clients that registered with the extension are ever pushed to (B1), keep-alives
+are spread over their interval, and every source is held by the guards of guard.py: a request
+rate, and an amplification budget (RFC 9000 §8) that an extended client lifts with a cookie.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 
+from .auth import KeyRing
 from .config import ServerConfig
+from .cookie import DEFAULT_COOKIE_KEY, CookieJar
 from .endpoint import Endpoint, format_endpoint
-from .events import DatagramDropped, Event, PeerJoined, PeerLeft, RegistrationRefused
+from .events import DatagramDropped, Event, PeerJoined, PeerLeft
+from .guard import (
+    AMPLIFICATION,
+    BAD_COOKIE,
+    UNLIMITED,
+    Account,
+    Guard,
+    KeepaliveQueue,
+    SourceState,
+)
 from .messages import (
     MAGIC,
     ErrorCode,
+    ExtCookie,
     ExtError,
     ExtLeave,
     ExtPeers,
     ExtRegister,
+    ExtRelay,
     MessageError,
     MessageKind,
     PeerInfo,
@@ -28,20 +44,28 @@ from .messages import (
     decode_ext,
     encode_ext,
 )
+from .relay import Relay, RelayStats
 
 _NO_PEER_ID = b"\x00" * 8
+BAD_AUTH, STALE_AUTH, UNAUTHENTICATED = "bad-auth", "stale-auth", "unauthenticated"
+"""Refusal reasons of a server with secrets: a wrong or missing MAC (told with ExtError), a valid
+MAC over a cookie not made for this source lately (a replay, or an aged cookie: a fresh cookie is
+sent, as to a signed registration with no cookie yet, which is not counted), and a plain
+registration, which cannot carry the secret (never answered)."""
 _PEER_LIST, _KEEPALIVE = MessageKind.PEER_LIST, MessageKind.KEEPALIVE
 _new_tuple = tuple.__new__
 _TRANSMIT_DEFAULTS = tuple(Transmit._field_defaults[name] for name in Transmit._fields[3:])
 """`_new_tuple(Transmit, (data, destination, kind) + _TRANSMIT_DEFAULTS)` is `Transmit(data,
 destination, kind)` without the Python-level `__new__` of a NamedTuple: the same object, made in
-half the time on the per-datagram path."""
+half the time on the per-datagram path. The poll path spells the defaults out: (0,)."""
+if _TRANSMIT_DEFAULTS != (0,):  # pragma: no cover - a new Transmit field must reach the poll path
+    raise ImportError(f"server.py's poll path builds Transmit with via=0 only; fields are now {Transmit._fields}")
 
 
 class Member:
-    """One registration: an endpoint in one session, with its expiry."""
+    """One registration: an endpoint in one session, with its expiry and its guard account."""
 
-    __slots__ = ("endpoint", "session", "text", "peer_id", "expires")
+    __slots__ = ("credit", "endpoint", "expires", "peer_id", "session", "tat", "text")
 
     def __init__(self, endpoint: Endpoint, session: bytes, peer_id: bytes | None, expires: float) -> None:
         self.endpoint = endpoint
@@ -52,6 +76,10 @@ class Member:
         self.text = (format_endpoint(endpoint) if ":" in host else f"{host}:{port}").encode()
         self.peer_id = peer_id  # None for a plain (reference) client
         self.expires = expires
+        self.tat = 0.0
+        """The rate limit's state (guard.py, GCRA), kept here so a poll needs no table lookup."""
+        self.credit = 0.0
+        """Bytes we may still send this address (guard.py); `UNLIMITED` once it is proved."""
 
     def info(self) -> PeerInfo:
         """This member as an extended peer-list entry."""
@@ -73,28 +101,56 @@ class ServerStats:
     joined: int = 0
     expired: int = 0
     left: int = 0
+    cookies: int = 0
+    """ExtCookie challenges sent (an extended client's first registration gets one)."""
+    verified: int = 0
+    """Addresses proved by an echoed cookie: served in full from then on."""
+    old_secret: int = 0
+    """Registrations signed with a secret other than the current one (rotation: drop it at 0)."""
     refused: Counter[str] = field(default_factory=Counter)
+    """Requests refused and answers withheld, by reason: the limits ("session-full", ...) and the
+    guards ("rate-limited", "amplification", "bad-cookie")."""
     dropped: Counter[str] = field(default_factory=Counter)
 
 
 class RendezvousServer:
-    """Sessions keyed by ID bytes; feed datagrams in, drain datagrams and events out."""
+    """Sessions keyed by ID bytes; feed datagrams in, drain datagrams and events out.
 
-    def __init__(self, config: ServerConfig | None = None, *, now: float = 0.0) -> None:
-        self.config = config or ServerConfig()
+    `cookie_key` signs the address cookies (cookie.py): pass a secret, random one on a real
+    server; without one the public `DEFAULT_COOKIE_KEY` keeps simulations reproducible."""
+
+    def __init__(self, config: ServerConfig | None = None, *, now: float = 0.0,
+                 cookie_key: bytes | None = None) -> None:
+        self.config = config = config or ServerConfig()
         self.stats = ServerStats()
         self._sessions: dict[bytes, dict[Endpoint, Member]] = {}
         # Registration order is expiry order, because every refresh adds the same timeout. Members
         # hash by identity, so a refresh is one C-level move_to_end with no key to build.
         self._expiry: OrderedDict[Member, None] = OrderedDict()
-        self._timeout = self.config.session_timeout
-        self._max_id_length = self.config.max_id_length
+        self._keepalives: KeepaliveQueue[Member] = KeepaliveQueue(config.keepalive_interval, self._expiry.__contains__)
+        self._timeout = config.session_timeout
+        self._max_id_length, self._max_sessions, self._max_peers = (
+            config.max_id_length, config.max_sessions, config.max_peers_per_session)
+        self._keepalive_on, self._push_on = config.keepalive_interval > 0, config.push
         self._out: list[Transmit] = []
         self._events: deque[Event] = deque()
-        interval = self.config.keepalive_interval
-        self._next_keepalive = now + interval if interval > 0 else None
+        self.relay = Relay(self.config, self._expiry, now)
+        """The relay fallback (relay.py): forwards ExtRelay between verified members."""
+        self._guard = guard = Guard(config, self.stats.refused, self._events)
+        self._cookies = CookieJar(DEFAULT_COOKIE_KEY if cookie_key is None else cookie_key, config.cookie_interval)
+        self._keys = KeyRing(config.secrets) if config.secrets else None
+        """The session secrets (auth.py), or None: then nothing is authenticated."""
+        # The guard's figures, copied for the inlined poll path of receive_datagram.
+        self._rate_interval, self._rate_tolerance = guard.interval, -math.inf if guard.per_host else guard.tolerance
+        self._factor, self._overhead = guard.factor, guard.overhead
+        self._poll_bonus = guard.overhead * (guard.factor - 1)  # a poll's overhead earned, less its reply's
 
     # --- inspection ---------------------------------------------------------------------------
+
+    @property
+    def relay_stats(self) -> RelayStats:
+        """Relay counters: datagrams and bytes forwarded, refusals by reason."""
+        return self.relay.stats
 
     @property
     def session_count(self) -> int:
@@ -105,6 +161,10 @@ class RendezvousServer:
     def member_count(self) -> int:
         """Registrations held now, over all sessions."""
         return len(self._expiry)
+
+    def tracked(self) -> dict[str, int]:
+        """Entries in each of the guards' tables: each stays at most `max_tracked_sources`."""
+        return self._guard.tracked()
 
     def members(self, session: bytes) -> list[Endpoint]:
         """Members of `session`, least recently registered first (the reply order)."""
@@ -120,54 +180,65 @@ class RendezvousServer:
         """Handle one datagram from `source`; never raises on any payload."""
         stats = self.stats
         stats.datagrams += 1
-        stats.bytes_in += len(data)
+        size = len(data)
+        stats.bytes_in += size
         if data[:4] == MAGIC:
             self._receive_extension(data, source, now)
-        elif len(data) > self._max_id_length:
-            self._drop(source, len(data), "oversize")  # silently, as the reference does
-        else:
-            # Inlined plain registration: a known member polling (every 100 ms for the reference
-            # client) is nearly all of a busy server's work, so it costs no call and no list copy.
-            stats.registrations += 1
-            sid = data if data.__class__ is bytes else bytes(data)
-            session = self._sessions.get(sid)
-            member = None if session is None else session.pop(source, None)
-            if member is None:
-                others = self._join(sid, session, source, None, now)
-                if others is None:
-                    return
-                reply = b",".join([m.text for m in others])
-            else:
-                count = len(session)  # the others; one is the common case and needs no join
-                if count == 1:
-                    reply = next(iter(session.values())).text
-                else:
-                    reply = b",".join([m.text for m in session.values()]) if count else b""
-                # Re-inserted last (least recently registered first), keyed by the Endpoint it joined
-                # with: keying by `source` would keep a second, equal Endpoint alive per member.
+            return
+        if size > self._max_id_length:
+            self._drop(source, size, "oversize")  # silently, as the reference does
+            return
+        # Inlined plain registration: a known member polling (every 100 ms for the reference
+        # client) is nearly all of a busy server's work, so it costs no call and no list copy.
+        sid = data if data.__class__ is bytes else bytes(data)
+        session = self._sessions.get(sid)
+        if session is None or (member := session.pop(source, None)) is None:
+            self._join_plain(sid, session, source, size, now)
+            return
+        # Guard.admit, inlined. `_rate_tolerance` is -inf when buckets are per host, so that case
+        # (and every refusal) takes the slow path; a refused poll changes nothing but the member's
+        # place in the reply order (it is put back last: restoring its place would cost every poll).
+        tat = member.tat
+        if tat - now > self._rate_tolerance:
+            if not self._guard.admit(member, source, now):
                 session[member.endpoint] = member
-                member.peer_id = None
-                member.expires = now + self._timeout
-                self._expiry.move_to_end(member)
-            self._out.append(_new_tuple(Transmit, (reply, source, _PEER_LIST) + _TRANSMIT_DEFAULTS))
-            stats.replies += 1
+                return
+        else:
+            member.tat = (tat if tat > now else now) + self._rate_interval  # not max(): no call
+        stats.registrations += 1
+        count = len(session)  # the others; one is the common case and needs no join
+        if count == 1:
+            reply = next(iter(session.values())).text
+        else:
+            reply = b",".join([m.text for m in session.values()]) if count else b""
+        # Re-inserted last (least recently registered first), keyed by the Endpoint it joined
+        # with: keying by `source` would keep a second, equal Endpoint alive per member.
+        session[member.endpoint] = member
+        member.peer_id = None
+        member.expires = now + self._timeout
+        self._expiry.move_to_end(member)
+        # Guard.earn and Guard.spend, inlined: (size + overhead) * factor in, len(reply) + overhead
+        # out. The registration stands even if its answer is withheld.
+        credit = member.credit + size * self._factor + self._poll_bonus - len(reply)
+        if credit < 0.0:
+            member.credit = credit + len(reply) + self._overhead
+            self._guard.refuse(source, AMPLIFICATION, now)
+            return
+        member.credit = credit
+        self._out.append(_new_tuple(Transmit, (reply, source, _PEER_LIST, 0)))
+        stats.replies += 1
 
     def handle_timer(self, now: float) -> None:
-        """Expire stale registrations and send keep-alives that are due."""
+        """Expire stale registrations and send the keep-alives that are due."""
         self._expire(now)
-        due = self._next_keepalive
-        if due is not None and now >= due:
-            self._send_keepalives()
-            interval = self.config.keepalive_interval
-            while due <= now:
-                due += interval
-            self._next_keepalive = due
+        if len(self._keepalives):
+            self._send_keepalives(now)
 
     # --- output -------------------------------------------------------------------------------
 
     def get_timer(self) -> float | None:
         """The absolute time `handle_timer` wants to run next, or None."""
-        keepalive = self._next_keepalive
+        keepalive = self._keepalives.next_due()
         if not self._expiry:
             return keepalive
         first = next(iter(self._expiry)).expires
@@ -182,7 +253,26 @@ class RendezvousServer:
         """The oldest undrained event, or None."""
         return self._events.popleft() if self._events else None
 
-    # --- internals ----------------------------------------------------------------------------
+    # --- registrations ------------------------------------------------------------------------
+
+    def _join_plain(
+        self, sid: bytes, session: dict[Endpoint, Member] | None, source: Endpoint, size: int, now: float
+    ) -> None:
+        """A plain registration from a newcomer: charged to its source's account, then joined."""
+        guard = self._guard
+        if self._keys is not None:  # it cannot carry the secret: never a member of a secret server
+            guard.refuse(source, UNAUTHENTICATED, now, sid)
+            return
+        tat = guard.admit_source(source, now)
+        if tat is None:
+            return
+        self.stats.registrations += 1
+        joined = self._join(sid, session, source, None, now, tat, None)
+        if joined is not None:
+            member, others = joined
+            member.credit = guard.initial_credit + (size + self._overhead) * self._factor  # what it earned
+            if self._send(member, b",".join([m.text for m in others]), source, _PEER_LIST, now):
+                self.stats.replies += 1
 
     def _receive_extension(self, data: bytes, source: Endpoint, now: float) -> None:
         try:
@@ -191,71 +281,153 @@ class RendezvousServer:
             self._drop(source, len(data), "malformed")
             return
         if isinstance(msg, ExtRegister):
-            self._register_extended(msg, source, now)
+            self._register_extended(msg, source, len(data), now)
         elif isinstance(msg, ExtLeave):
             self._leave(msg, source)
+        elif isinstance(msg, ExtRelay):
+            session = self._sessions.get(msg.session)
+            for transmit in self.relay.receive(data, msg, source, session, now):
+                self._send_to_member(transmit, session, now)
         else:
             self._drop(source, len(data), "unexpected")
 
-    def _register_extended(self, msg: ExtRegister, source: Endpoint, now: float) -> None:
-        if len(msg.session) > self.config.max_id_length:
-            self._refuse(msg.session, source, "id-too-long", ErrorCode.ID_TOO_LONG, tell=True)
-            return
-        others = self._register(msg.session, source, msg.peer_id, now)
-        if others is not None:
-            peers = tuple(m.info() for m in others)
-            reply = encode_ext(ExtPeers(msg.session, source, peers))
-            self._out.append(Transmit(reply, source, MessageKind.EXT_PEERS))
-            self.stats.replies += 1
-
-    def _register(
-        self, sid: bytes, source: Endpoint, peer_id: bytes | None, now: float
-    ) -> list[Member] | None:
-        """Add or refresh `source` in `sid`; return the other members, or None if refused."""
-        self.stats.registrations += 1
+    def _register_extended(self, msg: ExtRegister, source: Endpoint, size: int, now: float) -> None:
+        """The guards first (rate, ID length, address proof), then the registration itself."""
+        sid, guard = msg.session, self._guard
         session = self._sessions.get(sid)
-        member = None if session is None else session.pop(source, None)
+        member = None if session is None else session.get(source)
+        account: Account
         if member is None:
-            return self._join(sid, session, source, peer_id, now)
-        others = list(session.values())
-        session[member.endpoint] = member  # as in receive_datagram
+            tat = guard.admit_source(source, now)
+            if tat is None:
+                return
+            account = SourceState(tat, guard.initial_credit)
+        elif guard.admit(member, source, now):
+            account = member
+        else:
+            return
+        guard.earn(account, size)
+        if len(sid) > self._max_id_length:
+            self._refuse(sid, source, "id-too-long", ErrorCode.ID_TOO_LONG, account, now, tell=True)
+            return
+        proved = self._proved(msg, account, source, now)
+        # A session secret (auth), when set, is checked here, before anything about the session changes.
+        if self._keys is not None and not self._authenticated(msg, account, source, now):
+            return
+        self.stats.registrations += 1
+        if member is None:
+            joined = self._join(sid, session, source, msg.peer_id, now, account.tat, account)
+            if joined is None:
+                return
+            member = joined[0]
+            member.credit = account.credit  # what is left of what this registration earned
+        else:
+            self._refresh(member, msg.peer_id, now)
+        others = tuple(m.info() for m in self._sessions[sid].values() if m is not member)
+        self._answer_extended(member, encode_ext(ExtPeers(sid, source, others)), proved, size, now)
+
+    def _proved(self, msg: ExtRegister, account: Account, source: Endpoint, now: float) -> bool:
+        """True if the address is proved: earlier, or now by a valid cookie (RFC 9000 §8.1),
+        or needs no proof (`amplification_factor` None)."""
+        if account.credit == UNLIMITED:
+            return True
+        if msg.cookie:
+            if self._cookies.check(msg.cookie, source, now):
+                Guard.verify(account)
+                self.stats.verified += 1
+                return True
+            self._guard.refuse(source, BAD_COOKIE, now)  # forged, expired or another address's
+        return False
+
+    def _answer_extended(self, member: Member, reply: bytes, proved: bool, size: int, now: float) -> None:
+        """The peer list; to an address not proved yet, also a cookie to echo (QUIC's Retry).
+
+        Unproved, the list goes first if this registration alone pays for it and the cookie
+        (`size` bytes earn `amplification_factor` times as many), as in small sessions, so proving
+        the address costs no round trip there; otherwise only the cookie, which always fits (it
+        is never larger than the registration it answers), and the list waits for the echo
+        (deferred, not refused). So a forged registration never draws a large list, however
+        many were forged before it."""
+        source = member.endpoint
+        if proved:
+            if self._send(member, reply, source, MessageKind.EXT_PEERS, now):
+                self.stats.replies += 1
+            return
+        challenge = encode_ext(ExtCookie(self._cookies.make(source, now)))
+        overhead = self._overhead
+        if (size + overhead) * self._factor >= len(reply) + len(challenge) + 2 * overhead:
+            self._send(member, reply, source, MessageKind.EXT_PEERS, now)
+            self.stats.replies += 1
+        if self._send(member, challenge, source, MessageKind.EXT_COOKIE, now):
+            self.stats.cookies += 1
+
+    def _authenticated(self, msg: ExtRegister, account: Account, source: Endpoint, now: float) -> bool:
+        """With secrets: a MAC under one of them over a cookie made for this source lately (auth.py).
+
+        The cookie is checked here even for a proved address: it binds the signed registration to
+        one address and time, so a captured one replayed from elsewhere or later is refused (and
+        answered with a fresh cookie, which only a holder of the secret can sign)."""
+        assert self._keys is not None
+        index = self._keys.verify(msg)
+        if index is None:  # a wrong secret, or none (no MAC)
+            self._refuse(msg.session, source, BAD_AUTH, ErrorCode.BAD_AUTH, account, now, tell=True)
+            return False
+        if not self._cookies.check(msg.cookie, source, now):
+            if msg.cookie:  # a replay or an aged cookie; no cookie yet is the first step, not counted
+                self._guard.refuse(source, STALE_AUTH, now, msg.session)
+            if self._send(account, encode_ext(ExtCookie(self._cookies.make(source, now))), source,
+                          MessageKind.EXT_COOKIE, now):
+                self.stats.cookies += 1
+            return False
+        if index:
+            self.stats.old_secret += 1
+        return True
+
+    def _refresh(self, member: Member, peer_id: bytes | None, now: float) -> None:
+        """A known member registered again: last in the reply order, expiry pushed back."""
+        session = self._sessions[member.session]
+        del session[member.endpoint]
+        session[member.endpoint] = member
         member.peer_id = peer_id
         member.expires = now + self._timeout
         self._expiry.move_to_end(member)
-        return others
 
     def _join(
         self, sid: bytes, session: dict[Endpoint, Member] | None, source: Endpoint, peer_id: bytes | None,
-        now: float,
-    ) -> list[Member] | None:
-        """Add the new member `source` to `sid` (`session`, None if new); None if refused."""
+        now: float, tat: float, account: Account | None,
+    ) -> tuple[Member, list[Member]] | None:
+        """Add the new member `source` to `sid` (`session`, None if new): it and the others, or
+        None if a limit refused it."""
         tell = peer_id is not None
         if session is None:
-            if len(self._sessions) >= self.config.max_sessions:
-                self._refuse(sid, source, "too-many-sessions", ErrorCode.TOO_MANY_SESSIONS, tell=tell)
+            if len(self._sessions) >= self._max_sessions:
+                self._refuse(sid, source, "too-many-sessions", ErrorCode.TOO_MANY_SESSIONS, account, now, tell=tell)
                 return None
             session = self._sessions[sid] = {}
-        elif len(session) >= self.config.max_peers_per_session:
-            self._refuse(sid, source, "session-full", ErrorCode.SESSION_FULL, tell=tell)
+        elif len(session) >= self._max_peers:
+            self._refuse(sid, source, "session-full", ErrorCode.SESSION_FULL, account, now, tell=tell)
             return None
         others = list(session.values())
         member = session[source] = Member(source, sid, peer_id, now + self._timeout)
+        member.tat = tat  # a newcomer's requests start where its source's stand
         self._expiry[member] = None
+        if self._keepalive_on:
+            self._keepalives.add(member, now)
         self.stats.joined += 1
         self._events.append(PeerJoined(sid, source, tell, len(session)))
-        if others and self.config.push:
-            self._push(sid, member, others)
-        return others
+        if others and self._push_on:
+            self._push(sid, member, others, now)
+        return member, others
 
-    def _push(self, sid: bytes, newcomer: Member, others: list[Member]) -> None:
+    def _push(self, sid: bytes, newcomer: Member, others: list[Member], now: float) -> None:
         """Tell extended members about a newcomer; plain members are never pushed to (B1)."""
         info: tuple[PeerInfo, ...] = ()  # built at the first extended member: often there is none
         for member in others:
             if member.peer_id is not None:
                 info = info or (newcomer.info(),)
                 data = encode_ext(ExtPeers(sid, member.endpoint, info, push=True))
-                self._out.append(Transmit(data, member.endpoint, MessageKind.EXT_PUSH))
-                self.stats.pushes += 1
+                if self._send(member, data, member.endpoint, MessageKind.EXT_PUSH, now):
+                    self.stats.pushes += 1
 
     def _leave(self, msg: ExtLeave, source: Endpoint) -> None:
         session = self._sessions.get(msg.session, {})
@@ -263,11 +435,16 @@ class RendezvousServer:
         if member is None or member.peer_id != msg.peer_id:
             self._drop(source, 0, "unknown-leave")
             return
+        # The source keeps its rate and credit: leaving and joining again buys no fresh bucket.
+        self._guard.give_back(source, member.tat)
         self._remove(msg.session, source, "left")
 
     def _remove(self, sid: bytes, endpoint: Endpoint, reason: str) -> None:
         session = self._sessions[sid]
-        del self._expiry[session.pop(endpoint)]
+        member = session.pop(endpoint)
+        del self._expiry[member]
+        if self._keepalive_on:
+            self._keepalives.removed()
         if not session:
             del self._sessions[sid]
         if reason == "expired":
@@ -284,22 +461,51 @@ class RendezvousServer:
                 break
             self._remove(member.session, member.endpoint, "expired")
 
-    def _send_keepalives(self) -> None:
-        """One empty datagram per membership: safe for reference clients, which skip them."""
-        tail = (_KEEPALIVE,) + _TRANSMIT_DEFAULTS
-        self._out.extend([_new_tuple(Transmit, (b"", m.endpoint) + tail) for m in self._expiry])
-        self.stats.keepalives += len(self._expiry)
+    # --- output helpers -----------------------------------------------------------------------
+
+    def _send_keepalives(self, now: float) -> None:
+        """One empty datagram to each member whose keep-alive is due, at most a batch per call.
+
+        Safe for reference clients, which skip them. Spread out rather than sent to everyone at
+        once (the reference's way): 200,000 sends in a row would stall reads for over a second."""
+        overhead, tail = self._overhead, (_KEEPALIVE,) + _TRANSMIT_DEFAULTS
+        for member in self._keepalives.take_due(now, self.config.keepalive_batch):
+            if member.credit < overhead:
+                self._guard.refuse(member.endpoint, AMPLIFICATION, now)
+                continue
+            member.credit -= overhead
+            self._out.append(_new_tuple(Transmit, (b"", member.endpoint) + tail))
+            self.stats.keepalives += 1
+
+    def _send(self, account: Account, data: bytes, destination: Endpoint, kind: MessageKind, now: float) -> bool:
+        """Queue a datagram if the amplification budget allows it; False if withheld (counted)."""
+        cost = len(data) + self._overhead  # Guard.spend, inlined: every join and reply comes here
+        credit = account.credit
+        if credit < cost:
+            self._guard.refuse(destination, AMPLIFICATION, now)
+            return False
+        account.credit = credit - cost
+        self._out.append(_new_tuple(Transmit, (data, destination, kind, 0)))
+        return True
+
+    def _send_to_member(self, transmit: Transmit, session: dict[Endpoint, Member] | None, now: float) -> None:
+        """Queue what another part (the relay) sends, within the destination's budget: a member
+        that has not proved its address may have been registered by a spoofer."""
+        member = None if session is None else session.get(transmit.destination)
+        account = SourceState(0.0, self._guard.initial_credit) if member is None else member
+        if self._guard.spend(account, len(transmit.data), transmit.destination, now):
+            self._out.append(transmit)
 
     def _refuse(
-        self, sid: bytes, source: Endpoint, reason: str, code: ErrorCode, *, tell: bool
+        self, sid: bytes, source: Endpoint, reason: str, code: ErrorCode, account: Account | None, now: float,
+        *, tell: bool,
     ) -> None:
         """Count and report a refusal; only extended clients are told (plain ones cannot parse it)."""
-        self.stats.refused[reason] += 1
-        self._events.append(RegistrationRefused(sid, source, reason))
-        if tell:
-            data = encode_ext(ExtError(code, reason))
-            self._out.append(Transmit(data, source, MessageKind.EXT_ERROR))
+        self._guard.refuse(source, reason, now, sid)
+        if tell and account is not None:
+            self._send(account, encode_ext(ExtError(code, reason)), source, MessageKind.EXT_ERROR, now)
 
     def _drop(self, source: Endpoint, size: int, reason: str) -> None:
         self.stats.dropped[reason] += 1
         self._events.append(DatagramDropped(source, size, reason))
+

@@ -397,7 +397,9 @@ class TcpPeerClient(PeerStreams):
     # --- endings ------------------------------------------------------------------------------
 
     def _check_all_connected(self, now: float) -> None:
-        if all(p.state is TP.CONNECTED for p in self.peers.values()):
+        # A peer that connected and has closed its stream since (it finished first and left) was
+        # reached all the same: waiting for it would hold connect until the deadline.
+        if all(p.state in (TP.CONNECTED, TP.DISCONNECTED) for p in self.peers.values()):
             self._finish(now, ClientTrigger.ALL_CONNECTED, "")
 
     def _on_deadline(self, now: float) -> None:
@@ -436,7 +438,7 @@ class TcpPeerClient(PeerStreams):
         self._next_refresh = self._wait_deadline = self._deadline = self._server_retry = None
         self._leave_server()  # the punched streams hold the NAT mapping from now on
         peers = self.peers.values()
-        connected = tuple(p.endpoint for p in peers if p.state is TP.CONNECTED)
+        connected = tuple(p.endpoint for p in peers if p.state in (TP.CONNECTED, TP.DISCONNECTED))  # reached
         failed = tuple(p.endpoint for p in peers if p.state is TP.FAILED)
         self._events.append(ConnectCompleted(connected, failed, self.expected, reason, refused))
 

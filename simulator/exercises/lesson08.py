@@ -126,6 +126,7 @@ def check_pair_technique(answer: Any) -> Feedback:
         "basic": "The basic punch fails here: A's symmetric NAT sends from an unlisted port that B's filter refuses.",
         "peer-reflexive": "Peer-reflexive learning needs A's PUNCH to get in, but B's port-restricted filter drops it.",
         "birthday": "Birthday probing is on too, but something cheaper connected first: look at the NAT's port allocation.",
-        "relay": "There is no relay yet, and this pair does not need one.",
+        "relay": "The relay is on too, but it takes over only after relay_after seconds without a direct "
+                 "path: this pair needs no relay, a direct technique connects it within a second.",
     }
     return not_yet(hints.get(given, f"Not {answer!r}. Read `peer_results(out)` or `pair_technique(out)` for this pair."))

@@ -3,7 +3,7 @@ early-punch race of Linux masquerade in the lab and on the internet.
 
 Rule: a check never raises and needs no root: exercise 1 reads the learner's own trace (a real
 lab run, or the simulated run for machines without a lab: both name their actors alike), and
-exercise 2 asks the simulator, under the lab's timing (`holepunch.lab.compare`, imported when
+exercise 2 asks the simulator, under the lab's timing (`simulator.lab_compare`, imported when
 the check runs) and under the course's default internet.
 """
 
@@ -72,8 +72,7 @@ def race_outcomes() -> tuple[bool, bool]:
     """(in the lab, on the course's internet): does linux-masquerade x linux-masquerade connect?
     The lab's peers punch about a millisecond apart and a punch crosses in microseconds; the
     default internet's links take 20 ms each."""
-    from holepunch.lab.compare import predict
-
+    from ..lab_compare import predict
     from ..presets import LINUX_MASQUERADE
     from ..scenarios import run_punch
 

@@ -83,7 +83,7 @@ def test_pair_technique_right(answer: object) -> None:
 
 
 @pytest.mark.parametrize("answer, hint", [("basic", "basic punch fails"), ("peer-reflexive", "filter drops"),
-                                          ("birthday", "cheaper"), ("relay", "no relay"), ("magic", "Not 'magic'"),
+                                          ("birthday", "cheaper"), ("relay", "needs no relay"), ("magic", "Not 'magic'"),
                                           (3, "technique's name")])
 def test_pair_technique_wrong(answer: object, hint: str) -> None:
     verdict = check_pair_technique(answer)

@@ -4,7 +4,7 @@ each behind a negative control; and a lab run's capture becomes trace records th
 simulator's timeline draws.
 
 Rule: the root tests assert what real clients reported through real NATs against what the
-simulator says for the same configuration (`holepunch.lab.compare`); a disagreement fails with
+simulator says for the same configuration (`simulator.lab_compare`); a disagreement fails with
 both grids printed. The capture's conversion and the lab-mirroring predictions are checked
 without root, on built frames and in the simulator.
 """
@@ -18,9 +18,14 @@ from dataclasses import replace
 import pytest
 
 from holepunch.lab import Lab, netns
-from holepunch.lab.capture import Frame, Point, frames_to_trace, parse_frame
+from holepunch.lab.capture import Frame, Point, parse_frame
+from holepunch.lab.capture_trace import frames_to_trace
 from holepunch.lab.cli import lab_main
-from holepunch.lab.compare import (
+from holepunch.lab.grid import RealCell, RealGrid, Trial, run_hairpin, run_pair
+from holepunch.protocol.endpoint import Endpoint
+from holepunch.trace import Action
+from simulator import NatTable, Packet
+from simulator.lab_compare import (
     CellComparison,
     GridComparison,
     Prediction,
@@ -31,10 +36,6 @@ from holepunch.lab.compare import (
     predict,
     predict_trial,
 )
-from holepunch.lab.grid import RealCell, RealGrid, Trial, run_hairpin, run_pair
-from holepunch.protocol.endpoint import Endpoint
-from holepunch.trace import Action
-from simulator import NatTable, Packet
 from simulator.viz.hops import timeline_hops, timeline_lanes
 
 MASQ, PORT = "linux-masquerade", "port-restricted"

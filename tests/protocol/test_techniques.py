@@ -151,8 +151,9 @@ def test_techniques_are_off_by_default_and_names_are_checked() -> None:
     assert coerce_techniques("prediction") == {Technique.PREDICTION}
     with pytest.raises(ValueError, match="unknown technique 'stun'; choose from peer-reflexive"):
         ClientConfig(techniques={"stun"})
-    with pytest.raises(ValueError, match="relay is not implemented yet"):
-        ClientConfig(techniques={"relay"})
+    with pytest.raises(ValueError, match="discovery is not implemented yet"):
+        ClientConfig(techniques={"discovery"})
+    assert ClientConfig(techniques={"relay"}).techniques == {Technique.RELAY}
     with pytest.raises(ValueError, match="birthday_role must be one of auto, hard, easy, both"):
         ClientConfig(birthday_role="middle")
     with pytest.raises(ValueError, match="birthday_ports"):

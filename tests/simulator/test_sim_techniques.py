@@ -1,7 +1,8 @@
 """What each technique buys, in the simulator: one NAT x NAT grid per technique set, the birthday
 figure over many seeds against the formula, and the safety of mixed sessions.
 
-The grids run the real client with `ClientConfig.techniques`; failures give up after 5 s.
+The grids run the real client with `ClientConfig.techniques`; failures give up after 5 s, and
+the relay takes over after 3 s (after the probe sweeps at 0.5 and 2.5 s).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from simulator import (
 )
 from simulator.scenarios import run_punch
 
-SHORT = ClientConfig(timeout=5.0)
+SHORT = ClientConfig(timeout=5.0, relay_after=3.0)
 SYMMETRICS = {SYMMETRIC.name, SYMMETRIC_SEQUENTIAL.name}
 OPEN = {NO_NAT.name, FULL_CONE.name, RESTRICTED_CONE.name}  # let a new source address in
 ALL = {Technique.PEER_REFLEXIVE, Technique.PREDICTION, Technique.BIRTHDAY}
@@ -119,13 +120,50 @@ def test_birthday_cells_report_the_fraction_over_seeds() -> None:
     assert grid.cells[PORT_RESTRICTED_CONE.name, PORT_RESTRICTED_CONE.name].text().startswith("yes ")
 
 
-def test_the_relay_grid_waits_for_the_relay(grids: dict[str, TechniqueGrid]) -> None:
-    relay = grids["+relay"]
-    assert not relay.implemented and relay.cells == {} and relay.missing == {Technique.RELAY}
-    assert "not implemented yet: relay" in relay.to_text()
+def test_with_the_relay_every_cell_connects_relayed_where_punching_fails(grids: dict[str, TechniqueGrid]) -> None:
+    relay, birthday = grids["+relay"], grids["+birthday"]
+    assert relay.implemented and set(relay.cells) == set(birthday.cells)
+    assert connected(relay) == set(relay.cells)  # every cell
+    for pair, cell in relay.cells.items():
+        before = birthday.cells[pair]
+        if before.successes and before.time is not None and before.time < SHORT.relay_after:
+            # Punched before the relay's deadline: the same run, the same direct path.
+            assert (cell.relayed, cell.technique, cell.time) == (0, before.technique, before.time), pair
+        else:
+            assert relay.relayed(*pair) and cell.technique == "relay", pair
+            assert cell.time is not None and cell.time > SHORT.relay_after
+            assert cell.text().startswith("relayed ")
+    for a in SYMMETRICS:  # what no direct technique can do
+        for b in SYMMETRICS:
+            assert relay.relayed(a, b)
     text = format_technique_grids(grids)
-    assert "+prediction: peer-reflexive, prediction" in text and "yes 0." in text
+    assert "+prediction: peer-reflexive, prediction" in text and "yes 0." in text and "relayed 3." in text
     assert "peer-reflexive" in grids["+peer-reflexive"].to_text("technique")
+    assert " relay" in relay.to_text("technique")
+
+
+def test_a_relayed_pair_is_classified_and_explained_as_relayed() -> None:
+    outcome = run_techniques(SYMMETRIC, SYMMETRIC, TECHNIQUE_SETS["+relay"], config=SHORT)
+    [pair] = outcome.pairs
+    assert pair.connected and pair.relayed and pair.path == "relayed"
+    assert pair.time_to_connect is not None and pair.time_to_connect > SHORT.relay_after
+    text = outcome.explain()
+    assert text.startswith("Peers A (SYMMETRIC) and B (SYMMETRIC) connected through the server's relay at ")
+    assert "The first fatal drop:" in text  # why the direct punch failed
+    results = peer_results(outcome)
+    assert all(r.peers[0].relayed and r.peers[0].technique == "relay" for r in results.values())
+    sends = outcome.trace.filter(action=Action.SEND, kind="relay")
+    assert sends and {r.destination for r in sends if r.actor.startswith("peer")} == {outcome.scenario.server.endpoint}  # type: ignore[union-attr]
+    direct = run_techniques(FULL_CONE, FULL_CONE, TECHNIQUE_SETS["+relay"], config=SHORT)
+    assert direct.pairs[0].path == "direct" and not direct.pairs[0].relayed
+    assert not direct.trace.filter(action=Action.SEND, kind="relay")  # the relay is never offered
+
+
+def test_a_reference_peer_is_never_relayed() -> None:
+    cfg = ClientConfig(techniques=TECHNIQUE_SETS["+relay"], timeout=5.0, relay_after=1.0)
+    outcome = run_punch(SYMMETRIC, SYMMETRIC, config=cfg, kinds=["ours", "reference"])
+    assert not outcome.connected  # fails as before
+    assert not outcome.trace.filter(action=Action.SEND, kind="relay")
 
 
 # --- the birthday figure ---------------------------------------------------------------------------

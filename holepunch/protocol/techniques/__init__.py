@@ -24,16 +24,20 @@ class Technique(str, enum.Enum):
     BIRTHDAY = "birthday"
     """Many sockets on the hard side, random probes from the easy side (birthday paradox)."""
     RELAY = "relay"
-    """Fall back to a relay (issue 7, technique 5): not implemented yet."""
+    """Fall back to the rendezvous server's relay after `relay_after` seconds without a direct path
+    (`relay_path.py`; the server side is `relay.py`); punching goes on and upgrades to direct."""
 
 
 BASIC = "basic"
 """The technique name of a path found by the plain SYN/ACK punch towards the listed endpoint."""
 
 IMPLEMENTED: frozenset[Technique] = frozenset(
-    {Technique.PEER_REFLEXIVE, Technique.PREDICTION, Technique.BIRTHDAY}
+    {Technique.PEER_REFLEXIVE, Technique.PREDICTION, Technique.BIRTHDAY, Technique.RELAY}
 )
 """Techniques the client runs today; the others are named so that results and grids have a slot."""
+
+DIRECT: frozenset[Technique] = frozenset({Technique.PEER_REFLEXIVE, Technique.PREDICTION, Technique.BIRTHDAY})
+"""Implemented techniques that find a direct path (every one but the relay)."""
 
 PROBING: frozenset[Technique] = frozenset({Technique.PREDICTION, Technique.BIRTHDAY})
 """Techniques that send probes to addresses the server did not list."""
@@ -82,6 +86,6 @@ def resolve_role(role: BirthdayRole, nat_hard: bool | None) -> frozenset[Birthda
 
 
 __all__ = [
-    "BASIC", "IMPLEMENTED", "PROBE_CODES", "PROBING", "BirthdayRole", "Technique", "coerce_techniques",
+    "BASIC", "DIRECT", "IMPLEMENTED", "PROBE_CODES", "PROBING", "BirthdayRole", "Technique", "coerce_techniques",
     "resolve_role",
 ]

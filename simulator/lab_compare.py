@@ -1,4 +1,4 @@
-"""The simulator's prediction for a lab run, and the real grid beside the simulated one, cell by cell.
+"""The simulator's prediction for a real NAT lab run, and the real grid beside the simulated one.
 
 Rule: the simulator is given the lab's configuration, never the lab's outcome: the NAT types
 (as presets with the lab's hairpinning), the lab's link timing (tens of microseconds, plus any
@@ -7,26 +7,34 @@ the capture: the lab's peers are Python processes that react within about a mill
 while a punch crosses the lab in ten microseconds, so who punches first decides races the
 simulator's instant hosts would tie). Disagreements are shown (`!!`), never explained away.
 
-The simulator is an optional sibling package: `holepunch` never depends on it (the layering
-rule), so it is loaded here by name, only when a prediction is asked for.
+Layering: this module builds on `holepunch.lab`'s records (results.py, nft.py), never the other
+way round. `holepunch lab grid` and `lab trace` reach it as the predictor registered under the
+`holepunch.lab.predictors` entry point (holepunch/lab/predictor.py; this module provides
+`predict_trial`, `unresolved` and `compare`). Importing it loads none of the lab's sockets or
+processes; `lab_grid`, which runs the real grid, imports them when called.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
-from ..protocol.config import ClientConfig
-from ..protocol.tcp_client import TcpClientConfig
-from ..trace import Action, Trace, TraceRecord
-from .errors import LabError
-from .grid import CONNECT_TIMEOUT, START_GAP, RealCell, RealGrid, Trial, real_grid
-from .layout import SERVER_IP
-from .nft import NAT_TYPES, SEQUENTIAL_BASE, SEQUENTIAL_SPAN, nat_type
+from holepunch.lab.layout import SERVER_IP
+from holepunch.lab.nft import NAT_TYPES, SEQUENTIAL_BASE, SEQUENTIAL_SPAN, nat_type
+from holepunch.lab.results import CONNECT_TIMEOUT, START_GAP, RealCell, RealGrid, Trial
+from holepunch.protocol.config import ClientConfig
+from holepunch.protocol.tcp_client import TcpClientConfig
+from holepunch.trace import Action, Trace, TraceRecord
+
+from .link import LinkProfile
+from .nat import NatBehavior
+from .presets import NO_NAT, preset
+from .scenarios import Scenario, run_punch, two_peers
+from .tcp_nat import TcpNatPolicy, TcpNetwork
+from .tcp_scenarios import run_tcp_punch, tcp_two_peers
+from .techniques import SYMMETRIC_SEQUENTIAL
 
 LAB_LAN_LATENCY = 20e-6
 """Seconds from a host to its NAT's WAN side in the lab (a veth, a bridge and the NAT), measured
@@ -39,36 +47,27 @@ RACE_RESOLUTION = 100e-6
 of microseconds): a trial whose outcome hangs on such a skew proves nothing either way."""
 
 
-def simulator() -> ModuleType:
-    """The `simulator` package, or a `LabError` saying how to get it."""
-    try:
-        return importlib.import_module("simulator")
-    except ImportError as exc:
-        raise LabError("predictions need the simulator package next to holepunch "
-                       f"(pip install -e . in the repository): {exc}") from exc
-
-
-def lab_behavior(kind: str, *, hairpin: bool = False) -> Any:
+def lab_behavior(kind: str, *, hairpin: bool = False) -> NatBehavior:
     """The simulator's `NatBehavior` for a lab NAT type: its preset, with the lab's hairpinning
     (only when asked, and unfiltered: the lab DNATs hairpinned packets through its map) and,
     for `symmetric-sequential`, the lab's port range."""
-    sim, lab_type = simulator(), nat_type(kind)
+    lab_type = nat_type(kind)
     if lab_type.name == "symmetric-sequential":
         behavior = dataclasses.replace(
-            sim.SYMMETRIC_SEQUENTIAL, ports=(SEQUENTIAL_BASE, SEQUENTIAL_BASE + SEQUENTIAL_SPAN - 1))
+            SYMMETRIC_SEQUENTIAL, ports=(SEQUENTIAL_BASE, SEQUENTIAL_BASE + SEQUENTIAL_SPAN - 1))
     else:
-        behavior = sim.preset(lab_type.simulator_preset)
+        behavior = preset(lab_type.simulator_preset)
     if not behavior.translates:
         return behavior
     return dataclasses.replace(behavior, hairpinning=hairpin, hairpin_filtering=False)
 
 
-def lab_tcp_policy(kind: str) -> Any:
+def lab_tcp_policy(kind: str) -> TcpNatPolicy:
     """The TCP side of a lab NAT: without the input drop rule (`linux-masquerade`) the box's own
     stack answers an unsolicited SYN with RST; the other types drop it silently."""
     lab_type = nat_type(kind)
     rst = lab_type.translates and not lab_type.input_drop
-    return simulator().TcpNatPolicy(rst_unsolicited=rst)
+    return TcpNatPolicy(rst_unsolicited=rst)
 
 
 @dataclass(frozen=True)
@@ -79,21 +78,20 @@ class Prediction:
     time: float | None
     """Simulated seconds from start to both peers connected."""
     explanation: str
-    trace: Any = None
-    """The simulated run's `holepunch.trace.Trace`."""
+    trace: Trace | None = None
+    """The simulated run."""
 
 
-def _links(scenario: Any, skew: float, delay: float, jitter: float, loss: float) -> None:
+def _links(scenario: Scenario, skew: float, delay: float, jitter: float, loss: float) -> None:
     """Give a built scenario the lab's timing: every internet link carries half the lab's
     one-way impairment (a crossing is two links), and the later peer's own link is longer by
     half the skew, so its punch leaves its NAT `skew` seconds after the other's."""
-    sim = simulator()
     per_link_loss = 1.0 - (1.0 - loss) ** 0.5
     for name, link in scenario.network.links.items():
         wan = not name.startswith("lan ")
         latency = LAB_WAN_LATENCY + delay / 2 if wan else LAB_LAN_LATENCY
-        link.profile = sim.LinkProfile(latency=latency, jitter=jitter / 2 if wan else 0.0,
-                                       loss=per_link_loss if wan else 0.0)
+        link.profile = LinkProfile(latency=latency, jitter=jitter / 2 if wan else 0.0,
+                                   loss=per_link_loss if wan else 0.0)
     for letter, late in (("A", max(0.0, skew)), ("B", max(0.0, -skew))):
         link = scenario.peer(letter).host.link
         link.profile = dataclasses.replace(link.profile, latency=link.profile.latency + late / 2)
@@ -104,19 +102,20 @@ def predict(a: str, b: str, transport: str = "udp", *, skew: float | None = 0.0,
             techniques: Sequence[str] = (), seed: int = 0) -> Prediction:
     """Simulate peers A and B behind lab NAT types `a` and `b` under the lab's timing: B starts
     START_GAP after A, A's first punch leaves `skew` seconds after B's (negative: before)."""
-    sim = simulator()
     timeout = timeout or CONNECT_TIMEOUT[transport]
     nats = (lab_behavior(a), lab_behavior(b))
     if transport == "udp":
         config = ClientConfig(timeout=timeout, techniques=frozenset(techniques))
-        scenario = sim.two_peers(*nats, seed=seed, start_gap=START_GAP, config=config)
+        scenario = two_peers(*nats, seed=seed, start_gap=START_GAP, config=config)
     elif transport == "tcp":
         if techniques:
             raise ValueError("techniques apply to UDP only")
-        scenario = sim.tcp_two_peers(*nats, seed=seed, start_gap=START_GAP,
-                                     config=TcpClientConfig(timeout=timeout))
-        for letter, kind in (("A", a), ("B", b)):
-            table = scenario.network.tcp_tables.get(f"NAT {letter}")
+        scenario = tcp_two_peers(*nats, seed=seed, start_gap=START_GAP,
+                                 config=TcpClientConfig(timeout=timeout))
+        network = scenario.network
+        assert isinstance(network, TcpNetwork)
+        for letter, kind in (("A", a), ("B", b)):  # each NAT's own TCP policy (RST or silence)
+            table = network.tcp_tables.get(f"NAT {letter}")
             if table is not None:
                 table.policy = lab_tcp_policy(kind)
     else:
@@ -129,18 +128,16 @@ def predict_hairpin(kind: str, *, hairpin: bool = True, skew: float | None = 0.0
                     timeout: float | None = None) -> Prediction:
     """Two UDP peers behind one lab NAT of type `kind` (the simulator's CGNAT slot, with no NAT
     of their own), hairpinning on or off. The simulator does not model TCP hairpinning."""
-    sim = simulator()
     timeout = timeout or CONNECT_TIMEOUT["udp"]
-    scenario = sim.two_peers(sim.NO_NAT, sim.NO_NAT, cgnat=lab_behavior(kind, hairpin=hairpin),
-                             cgnat_peers="AB", start_gap=START_GAP,
-                             config=ClientConfig(timeout=timeout))
+    scenario = two_peers(NO_NAT, NO_NAT, cgnat=lab_behavior(kind, hairpin=hairpin),
+                         cgnat_peers="AB", start_gap=START_GAP,
+                         config=ClientConfig(timeout=timeout))
     _links(scenario, skew or 0.0, 0.0, 0.0, 0.0)
     return _run(scenario, "udp", timeout)
 
 
-def _run(scenario: Any, transport: str, timeout: float) -> Prediction:
-    sim = simulator()
-    run = sim.run_punch if transport == "udp" else sim.run_tcp_punch
+def _run(scenario: Scenario, transport: str, timeout: float) -> Prediction:
+    run: Callable[..., Any] = run_punch if transport == "udp" else run_tcp_punch
     outcome = run(scenario, until=timeout + START_GAP + 1.0)
     return Prediction(outcome.connected, outcome.time_to_connect, outcome.explain(), outcome.trace)
 
@@ -253,7 +250,11 @@ def lab_grid(types: Sequence[str] | None = None, transport: str = "udp", *, tria
              workers: int = 4, prefix: str = "hpg", delay: float = 0.0, jitter: float = 0.0,
              loss: float = 0.0, techniques: Sequence[str] = (), timeout: float | None = None,
              progress: Callable[[RealCell], None] | None = None) -> GridComparison:
-    """Run the real grid (re-running unresolved races) and set the simulator's beside it."""
+    """Run the real grid (re-running unresolved races) and set the simulator's beside it: what
+    `holepunch lab grid` prints, from Python (root only, as the lab)."""
+    # The lab's processes and sockets, imported only when a real grid runs.
+    from holepunch.lab.grid import real_grid
+
     options: dict[str, Any] = {"delay": delay, "jitter": jitter, "loss": loss, "timeout": timeout}
     lab_options = {"delay": delay, "jitter": jitter, "loss": loss}
     real = real_grid(tuple(types or NAT_TYPES), transport, trials=trials, techniques=techniques,
