@@ -14,9 +14,10 @@ import socket
 import pytest
 
 from holepunch.aio.driver import Driver, open_udp_socket
-from holepunch.aio.trace_text import describe_packet
+from holepunch.aio.trace_text import describe_event, describe_packet
 from holepunch.protocol import ClientConfig, PeerClient
 from holepunch.protocol.endpoint import Endpoint
+from holepunch.protocol import events as ev
 from holepunch.protocol.events import Event
 from holepunch.protocol.messages import (
     ExtCookie,
@@ -81,3 +82,16 @@ def test_a_traced_client_records_a_cookie_from_its_server() -> None:
         server.close()
     received = trace.filter(action=Action.RECEIVE)
     assert [(r.kind, r.summary) for r in received] == [("ext-cookie", "cookie a1b2c3d4: echo it to register")]
+
+
+@pytest.mark.parametrize("event, text", [
+    (ev.RequestRefused(Endpoint("192.0.2.7", 9), "rate-limited", 3),
+     "refused a request from 192.0.2.7:9: rate-limited, 3 more not logged"),
+    (ev.PeerRelayed(Endpoint("192.0.2.8", 4000), 1.25, "nothing received"),
+     "relaying to 192.0.2.8:4000 through the server after 1250.0 ms (punch: nothing received)"),
+    (ev.PeerUpgraded(Endpoint("192.0.2.8", 4000), 2.5, 0.5),
+     "upgraded 192.0.2.8:4000 from relayed to direct after 500.0 ms relayed"),
+    (ev.RelayRefused("rate-limited"), "the server refused to relay: rate-limited"),
+])
+def test_the_guard_and_relay_events_are_described(event: Event, text: str) -> None:
+    assert describe_event(event) == text

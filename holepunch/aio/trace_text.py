@@ -108,4 +108,18 @@ def describe_event(event: Event) -> str:
         return text + (f" ({event.reason})" if event.reason else "")
     if isinstance(event, ev.DataReceived):
         return f"from {event.peer}: {_preview(event.data)}"
+    return _describe_later_event(event)
+
+
+def _describe_later_event(event: Event) -> str:
+    """The events of the guard and the relay fallback (kept apart so each function stays short)."""
+    if isinstance(event, ev.RequestRefused):
+        more = f", {event.suppressed} more not logged" if event.suppressed else ""
+        return f"refused a request from {event.source}: {event.reason}{more}"
+    if isinstance(event, ev.PeerRelayed):
+        return f"relaying to {event.peer} through the server after {event.elapsed * 1000:.1f} ms (punch: {event.reason})"
+    if isinstance(event, ev.PeerUpgraded):
+        return f"upgraded {event.peer} from relayed to direct after {event.relayed_for * 1000:.1f} ms relayed"
+    if isinstance(event, ev.RelayRefused):
+        return f"the server refused to relay: {event.reason}"
     return type(event).__name__

@@ -174,6 +174,8 @@ class PeerClient:
         """Fire whatever is due: registration, wait timeout, deadline, peer retransmissions."""
         if self.state is ClientState.REGISTERING:
             self._registration_timer(now)
+        elif self.state is ClientState.PUNCHING:
+            self._refresh_timer(now)
         if self._deadline is not None and now >= self._deadline:
             self._on_deadline(now)
         # Only the peers whose timer is due, in listing order: the others' on_timer does nothing.
@@ -244,6 +246,17 @@ class PeerClient:
         if self._wait_deadline is not None and now >= self._wait_deadline:
             self._start_punching(now, ClientTrigger.WAIT_EXPIRED)
 
+    def _refresh_timer(self, now: float) -> None:
+        """While punching, some listed peer is still unconnected (else we would have finished):
+        keep registering, so a server that restarted meanwhile relearns us and lists us to the
+        peers still polling for us (found by simulator/faults.py: without it both sides strand)."""
+        if self._next_register is None or now < self._next_register:
+            return
+        if self.extended:
+            self._send_ext_register(now)
+        else:
+            self._send_plain_register(now)
+
     def _fall_back(self, now: float) -> None:
         """The server does not speak the extension (the reference): use the plain protocol."""
         if self.auth is not None:  # never downgrade: the plain protocol cannot carry the secret
@@ -307,9 +320,11 @@ class PeerClient:
             self._drop(self.server, data, "unexpected extension message")
 
     def _late_cookie(self, data: bytes) -> bool:
-        """A cookie that came with the complete list: echo it once if we may need the relay,
-        which the server forwards only to proved addresses; nothing else needs the proof then."""
-        if Technique.RELAY not in self.config.techniques or self.state is ClientState.CLOSED:
+        """A cookie after the list: echo it once if we may need the relay, which the server
+        forwards only to proved addresses, or with a secret while punching: a restarted server
+        takes our refreshes only on a cookie of its own. Nothing else needs the proof then."""
+        refreshing = self.auth is not None and self.state is ClientState.PUNCHING
+        if not (refreshing or Technique.RELAY in self.config.techniques) or self.state is ClientState.CLOSED:
             return False
         try:
             msg = decode_ext(data) if is_extension(data) else None
@@ -346,7 +361,8 @@ class PeerClient:
 
     def _start_punching(self, now: float, trigger: ClientTrigger) -> None:
         self._move(trigger)
-        self._next_register = self._wait_deadline = None
+        self._wait_deadline = None
+        self._next_register = self._refresh_at(now)
         listed = tuple(self.listed.values())
         self._events.append(PunchingStarted(listed, self.expected))
         for info in listed:
@@ -358,6 +374,13 @@ class PeerClient:
             self._order.append(peer)
             self._touch(peer)
         self._check_all_connected(now)
+
+    def _refresh_at(self, now: float) -> float | None:
+        """When a punching client registers again: at its polling interval (plain) or extended
+        refresh interval; never if the server has not answered in either protocol yet."""
+        if self.extended:
+            return now + self.config.extended_refresh_interval
+        return now + self.config.register_interval if self._plain_registered else None
 
     def _from_peer(self, peer: Peer, data: bytes, now: float, source: Endpoint, via: int = 0) -> None:
         hint = self._tech.check(peer, data, source, via)

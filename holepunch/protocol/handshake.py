@@ -3,6 +3,7 @@
 Rule (wire-protocol.md §7): send SYN every punch interval; answer a SYN with ACK at once (the
 reference's own timer starves, B4); on ACK send ACK at once and once more a little later, which a
 reference peer needs to return from Connect (B3); never retry faster than the reference.
+`Deadlines` keeps many peers' timers for the client without visiting every peer on every pump.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ Hint = tuple[PeerInput, str]
 _SYN_HINT: Hint = (PeerInput.SYN, SYN.decode())
 _ACK_HINT: Hint = (PeerInput.ACK, ACK.decode())
 _new_tuple = tuple.__new__
-_TRANSMIT_REST = tuple(Transmit._field_defaults[name] for name in Transmit._fields[4:])
+_FIELDS: tuple[str, ...] = Transmit._fields
+_TRANSMIT_REST = tuple(Transmit._field_defaults[name] for name in _FIELDS[4:])
 """`_new_tuple(Transmit, (data, destination, kind, via) + _TRANSMIT_REST)` is `Transmit(data,
 destination, kind, via)` without NamedTuple's Python-level `__new__` (one per datagram sent)."""
 

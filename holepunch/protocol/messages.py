@@ -414,10 +414,10 @@ def decode_ext(data: bytes) -> ExtMessage:
     if data[4] != VERSION:
         raise MessageError(f"unsupported extension version {data[4]}")
     fields = _Fields()
-    single, peers = fields.single, fields.peers
+    single, repeated = fields.single, fields.peers
     for tag, value in _split_tlvs(data[6:]):
         if tag == _PEER_TAG:
-            peers.append(value)
+            repeated.append(value)
         elif tag not in single:  # the first of repeated fields counts
             single[tag] = value
     kind = data[5]

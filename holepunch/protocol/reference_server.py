@@ -17,7 +17,7 @@ from itertools import count
 from .endpoint import Endpoint
 from .events import DatagramDropped, Event, PeerJoined, PeerLeft
 from .messages import MAX_ID_LENGTH, MessageKind, Transmit
-from .server import ServerStats
+from .members import ServerStats
 
 MAX_UDP_PAYLOAD = 65507  # a longer reply fails to send: the reference logs it and sends nothing
 

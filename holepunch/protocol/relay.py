@@ -21,7 +21,7 @@ from .endpoint import Endpoint
 from .messages import ErrorCode, ExtError, ExtRelay, MessageKind, Transmit, encode_ext
 
 if TYPE_CHECKING:  # pragma: no cover - server.py imports this module
-    from .server import Member
+    from .members import Member
 
 PRUNE_ABOVE = 4096
 """Buckets held before idle ones are pruned: a full bucket is the same as a fresh one, so

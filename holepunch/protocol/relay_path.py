@@ -9,7 +9,9 @@ relayed itself) proves both directions through the server, and the peer becomes 
 (`PeerRelayed`). The direct punch goes on meanwhile: its handshake upgrades the peer to direct
 (`PeerUpgraded`); after `relay_upgrade_window` seconds without one it stops, and the peer stays
 relayed, kept alive by empty relays every `keepalive_interval` (which also keep our membership
-at the server fresh: the server counts a relay as a refresh).
+at the server fresh: the server counts a relay as a refresh). With a session secret (auth.py)
+the inner punches carry the secret's token and every `ExtRelay` we send is signed; one that
+arrives unsigned or with a bad MAC is dropped, so only holders of the secret can use the lane.
 """
 
 from __future__ import annotations
@@ -92,7 +94,8 @@ class RelayPath:
         self.enabled = Technique.RELAY in client.config.techniques
         self.refused: Counter[str] = Counter()
         """RELAY_REFUSED errors from the server, by reason."""
-        self._token = session_token(client.session)
+        self._auth = client.auth  # None without a secret: relays unsigned, as before
+        self._token = session_token(client.session) if self._auth is None else self._auth.token(client.session)
         self._lanes: dict[bytes, Lane] = {}  # by the peer's id, which a relay names
         self._by_endpoint: dict[Endpoint, Lane] = {}
 
@@ -179,6 +182,8 @@ class RelayPath:
         lane = self._lanes.get(msg.peer_id)
         if msg.session != self.client.session or msg.target != self.client.peer_id or lane is None:
             return "relay for another session or peer"
+        if self._auth is not None and not self._auth.verify(msg):  # the server forwards bytes unchanged
+            return "relay with a bad MAC" if msg.mac else "relay without a MAC"
         return self._receive(lane, msg.data, now)
 
     # --- internals ----------------------------------------------------------------------------
@@ -238,4 +243,6 @@ class RelayPath:
 
     def _relay(self, peer: Peer, data: bytes) -> Transmit:
         msg = ExtRelay(self.client.session, self.client.peer_id, peer.info.peer_id, data)
+        if self._auth is not None:
+            msg = self._auth.sign(msg)
         return Transmit(encode_ext(msg), self.client.server, MessageKind.RELAY)

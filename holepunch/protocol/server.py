@@ -11,13 +11,12 @@ rate, and an amplification budget (RFC 9000 §8) that an extended client lifts w
 from __future__ import annotations
 
 import math
-from collections import Counter, OrderedDict, deque
-from dataclasses import dataclass, field
+from collections import OrderedDict, deque
 
 from .auth import KeyRing
 from .config import ServerConfig
 from .cookie import DEFAULT_COOKIE_KEY, CookieJar
-from .endpoint import Endpoint, format_endpoint
+from .endpoint import Endpoint
 from .events import DatagramDropped, Event, PeerJoined, PeerLeft
 from .guard import (
     AMPLIFICATION,
@@ -28,6 +27,7 @@ from .guard import (
     KeepaliveQueue,
     SourceState,
 )
+from .members import Member, ServerStats  # re-exported: imported from here elsewhere
 from .messages import (
     MAGIC,
     ErrorCode,
@@ -46,7 +46,6 @@ from .messages import (
 )
 from .relay import Relay, RelayStats
 
-_NO_PEER_ID = b"\x00" * 8
 BAD_AUTH, STALE_AUTH, UNAUTHENTICATED = "bad-auth", "stale-auth", "unauthenticated"
 """Refusal reasons of a server with secrets: a wrong or missing MAC (told with ExtError), a valid
 MAC over a cookie not made for this source lately (a replay, or an aged cookie: a fresh cookie is
@@ -60,57 +59,6 @@ destination, kind)` without the Python-level `__new__` of a NamedTuple: the same
 half the time on the per-datagram path. The poll path spells the defaults out: (0,)."""
 if _TRANSMIT_DEFAULTS != (0,):  # pragma: no cover - a new Transmit field must reach the poll path
     raise ImportError(f"server.py's poll path builds Transmit with via=0 only; fields are now {Transmit._fields}")
-
-
-class Member:
-    """One registration: an endpoint in one session, with its expiry and its guard account."""
-
-    __slots__ = ("credit", "endpoint", "expires", "peer_id", "session", "tat", "text")
-
-    def __init__(self, endpoint: Endpoint, session: bytes, peer_id: bytes | None, expires: float) -> None:
-        self.endpoint = endpoint
-        self.session = session
-        host, port = endpoint
-        # IPv4 text built here, not by the lru_cache of format_endpoint: 100k members would fill
-        # that cache with entries nobody looks up twice (its result is stored right here).
-        self.text = (format_endpoint(endpoint) if ":" in host else f"{host}:{port}").encode()
-        self.peer_id = peer_id  # None for a plain (reference) client
-        self.expires = expires
-        self.tat = 0.0
-        """The rate limit's state (guard.py, GCRA), kept here so a poll needs no table lookup."""
-        self.credit = 0.0
-        """Bytes we may still send this address (guard.py); `UNLIMITED` once it is proved."""
-
-    def info(self) -> PeerInfo:
-        """This member as an extended peer-list entry."""
-        if self.peer_id is None:
-            return PeerInfo(self.endpoint, _NO_PEER_ID, False)
-        return PeerInfo(self.endpoint, self.peer_id, True)
-
-
-@dataclass
-class ServerStats:
-    """Counters for logs and live demos; `refused` and `dropped` are keyed by reason."""
-
-    datagrams: int = 0
-    bytes_in: int = 0
-    registrations: int = 0
-    replies: int = 0
-    pushes: int = 0
-    keepalives: int = 0
-    joined: int = 0
-    expired: int = 0
-    left: int = 0
-    cookies: int = 0
-    """ExtCookie challenges sent (an extended client's first registration gets one)."""
-    verified: int = 0
-    """Addresses proved by an echoed cookie: served in full from then on."""
-    old_secret: int = 0
-    """Registrations signed with a secret other than the current one (rotation: drop it at 0)."""
-    refused: Counter[str] = field(default_factory=Counter)
-    """Requests refused and answers withheld, by reason: the limits ("session-full", ...) and the
-    guards ("rate-limited", "amplification", "bad-cookie")."""
-    dropped: Counter[str] = field(default_factory=Counter)
 
 
 class RendezvousServer:

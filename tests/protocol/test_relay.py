@@ -7,6 +7,7 @@ lost), so the punch fails and only the server can carry data.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 from pathlib import Path
@@ -44,6 +45,7 @@ from holepunch.protocol.messages import (
     encode_ext,
     is_extension,
 )
+from holepunch.protocol.auth import SessionKey
 from holepunch.protocol.relay import TokenBucket
 from holepunch.protocol.tcp_messages import session_token
 
@@ -401,6 +403,31 @@ def test_relays_for_another_session_or_peer_are_dropped() -> None:
     for bogus in (ExtRelay(b"other", ID_B, ID_A, b"x"), ExtRelay(SID, ID_C, ID_A, b"x"), ExtRelay(SID, ID_B, ID_C, b"x")):
         a.receive_datagram(encode_ext(bogus), SERVER, 3.0)
     assert a.dropped["relay for another session or peer"] == 3
+    assert not events(network, A, DataReceived)
+
+
+def test_with_a_secret_relays_are_signed_carry_the_secret_token_and_unsigned_ones_are_dropped() -> None:
+    """An authenticated session relays too (auth.py): every ExtRelay is signed, the inner punch
+    uses the secret's token, and a relay without the right MAC is dropped before it is read."""
+    secret = "relay secret"
+    config = dataclasses.replace(RELAY, secret=secret)
+    network, a, b = pair(config, config, server=RendezvousServer(ServerConfig(secrets=(secret,))))
+    network.run(until=3.0)
+    for me, other in ((A, B), (B, A)):
+        [done] = events(network, me, ConnectCompleted)
+        assert done.complete and done.relayed == (other,)
+    key = SessionKey(secret)
+    sent = [decode_ext(p.data) for p in network.packets if p.kind is MessageKind.RELAY and p.source == A]
+    assert sent and all(isinstance(m, ExtRelay) and key.verify(m) for m in sent)
+    assert decode_ext(sent[0].data) == ExtPunch(key.token(SID), ID_A, ID_B)  # type: ignore[union-attr]
+    a.send(B, b"signed")
+    network.flush()
+    network.run(until=3.5)
+    assert events(network, B, DataReceived) == [DataReceived(A, b"signed")]
+    forged = (ExtRelay(SID, ID_B, ID_A, b"unsigned"), SessionKey("wrong").sign(ExtRelay(SID, ID_B, ID_A, b"forged")))
+    for msg in forged:
+        a.receive_datagram(encode_ext(msg), SERVER, 3.5)
+    assert a.dropped["relay without a MAC"] == 1 and a.dropped["relay with a bad MAC"] == 1
     assert not events(network, A, DataReceived)
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from holepunch.trace import Action, Trace, TraceRecord
 from holepunch.protocol.endpoint import Endpoint
+from simulator import quiet_period
 from simulator import (FULL_CONE, LINUX_MASQUERADE, NO_NAT, PORT_RESTRICTED_CONE, RESTRICTED_CONE,
                        SYMMETRIC, Filtering, Mapping, PortAllocation, run_punch, two_peers)
 from simulator.widgets import (CUSTOM, EVENTS, explain_record, grid_explorer, kind_choices,
@@ -70,7 +71,10 @@ def test_explain_drop_says_where_and_why(failed):
                     "endpoints (address and port) its inside host has sent to (filtered (address-and-port dependent)).")
     # Without the senders the sentence still reads, with an article instead of an owner.
     assert explain_record(drop).startswith(f"{drop.actor} dropped a SYN from {drop.source}")
-    expired = next(r for r in trace if r.action is Action.DROP and r.detail == "mapping expired")
+    # A punching client keeps refreshing its registration now, so the failed run keeps its
+    # mappings alive: a quiet, connected pair without keep-alives is where one expires.
+    quiet = quiet_period(PORT_RESTRICTED_CONE, PORT_RESTRICTED_CONE, quiet=45.0, keepalive=False)
+    expired = next(r for r in quiet.trace if r.action is Action.DROP and r.detail == "mapping expired")
     assert explain_record(expired).endswith("on the way in: the mapping for that port had expired "
                                             "(nothing went out through it for the whole timeout) (mapping expired).")
 
