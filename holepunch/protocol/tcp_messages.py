@@ -21,10 +21,13 @@ from .messages import (
     MAGIC,
     PEER_ID_LENGTH,
     VERSION,
+    ExtCookie,
     ExtError,
     ExtLeave,
     ExtPeers,
+    ExtPunch,
     ExtRegister,
+    ExtRelay,
     ExtType,
     MessageError,
     MessageKind,
@@ -153,9 +156,10 @@ def decode_body(body: bytes) -> TcpFrame:
     if body[5] == TcpType.SELECT:
         _split_tlvs(body[MIN_BODY:])  # no fields defined, but a later revision may add some
         return Select()
-    if body[5] in (ExtType.PUNCH, ExtType.PUNCH_ACK):
-        raise MessageError("PUNCH messages are UDP-only")  # a punched stream is verified by HELLO
-    return decode_ext(body)
+    msg = decode_ext(body)
+    if isinstance(msg, (ExtPunch, ExtCookie, ExtRelay)):  # a stream is verified by HELLO instead
+        raise MessageError(f"{type(msg).__name__} messages are UDP-only")
+    return msg
 
 
 class FrameDecoder:

@@ -1031,10 +1031,18 @@ def test_bad_arguments_are_refused_clearly() -> None:
     assert re.search("max_connections", repr(TcpServerConfig()))
 
 
-def test_udp_punch_messages_are_not_tcp_frames() -> None:
-    from holepunch.protocol.messages import ExtPunch, encode_ext
+@pytest.mark.parametrize(
+    "name", ["punch", "punch-ack", "cookie", "relay"]
+)
+def test_udp_only_messages_are_not_tcp_frames(name: str) -> None:
+    from holepunch.protocol.messages import ExtCookie, ExtPunch, ExtPunchAck, ExtRelay, encode_ext
     from holepunch.protocol.tcp_messages import decode_body
 
-    body = encode_ext(ExtPunch(b"\x01" * 16, b"\x02" * 8, b"\x03" * 8))
+    message = {
+        "punch": ExtPunch(b"\x01" * 16, b"\x02" * 8, b"\x03" * 8),
+        "punch-ack": ExtPunchAck(b"\x01" * 16, b"\x02" * 8, b"\x03" * 8),
+        "cookie": ExtCookie(b"\x04" * 16),
+        "relay": ExtRelay(b"s", b"\x02" * 8, b"\x03" * 8, b"data"),
+    }[name]
     with pytest.raises(MessageError, match="UDP-only"):
-        decode_body(body)
+        decode_body(encode_ext(message))
