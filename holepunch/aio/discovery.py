@@ -22,7 +22,13 @@ from ..protocol.discovery_server import DiscoveryResponder
 from ..protocol.endpoint import Endpoint
 from ..protocol.nat_check import NatChecker, NatVerdict
 from ..protocol.server import RendezvousServer
-from .driver import AddressLike, enlarge_buffers, parse_address, resolve
+from .driver import (
+    AddressLike,
+    enlarge_buffers,
+    open_udp_socket,
+    parse_address,
+    resolve,
+)
 
 log = logging.getLogger("holepunch.discovery")
 MAX_DATAGRAM = 65535
@@ -181,17 +187,7 @@ async def serve_discovery(host: str = "0.0.0.0", port: int = 3478, alt_port: int
 
 def _bind(host: str, port: int) -> socket.socket:
     """A bound UDP socket with SO_REUSEADDR, so an alternate address may share a wildcard's port."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        sock.setblocking(False)
-        sock.bind((host, port))
-    except BaseException:
-        sock.close()
-        raise
+    sock = open_udp_socket(host, port, reuse_address=True)
     enlarge_buffers(sock)
     return sock
 

@@ -265,11 +265,14 @@ def _mapped_v6(endpoint: Endpoint) -> tuple[str, int]:
     return (host if ":" in host else "::ffff:" + host, port)
 
 
-def open_udp_socket(host: str, port: int) -> socket.socket:
-    """A bound, non-blocking UDP socket; "::" gets a dual-stack socket, as Go's ":port" does."""
+def open_udp_socket(host: str, port: int, *, reuse_address: bool = False) -> socket.socket:
+    """A bound, non-blocking UDP socket; "::" gets a dual-stack socket, as Go's ":port" does.
+    `reuse_address` sets SO_REUSEADDR, so an alternate address may share a wildcard's port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
+        if reuse_address:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         sock.setblocking(False)

@@ -407,6 +407,17 @@ def _peer_id(fields: _Fields) -> bytes:
     return value
 
 
+def punch_in(data: bytes) -> ExtPunch | None:
+    """The PUNCH or PUNCH_ACK a peer datagram carries; None for anything else, malformed included."""
+    if data[:4] != MAGIC:
+        return None
+    try:
+        msg = decode_ext(data)
+    except MessageError:
+        return None
+    return msg if isinstance(msg, ExtPunch) else None
+
+
 def decode_ext(data: bytes) -> ExtMessage:
     """Decode an extension message; `MessageError` for anything malformed or unknown."""
     if len(data) < 6 or data[:4] != MAGIC:

@@ -37,6 +37,7 @@ from .messages import (
     Transmit,
     decode_ext,
     encode_ext,
+    punch_in,
 )
 from .states import ClientState, PeerState
 from .tcp_messages import session_token
@@ -207,13 +208,8 @@ class RelayPath:
 
     def _control(self, data: bytes, peer_id: bytes) -> ExtPunch | None:
         """The relayed PUNCH or PUNCH_ACK in `data`, if it is a valid one from `peer_id` to us."""
-        if data[:4] != MAGIC:
-            return None
-        try:
-            msg = decode_ext(data)
-        except MessageError:
-            return None
-        if not isinstance(msg, ExtPunch) or msg.token != self._token:
+        msg = punch_in(data)
+        if msg is None or msg.token != self._token:
             return None
         return msg if msg.peer_id == peer_id and msg.target == self.client.peer_id else None
 

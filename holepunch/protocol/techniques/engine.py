@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from ..auth import NONCE_LENGTH, NonceLog, new_nonce
 from ..endpoint import Endpoint
 from ..handshake import Deadlines, Hint, Peer
-from ..messages import MAGIC, ExtPunch, ExtPunchAck, MessageError, MessageKind, Transmit, decode_ext, encode_ext
+from ..messages import ExtPunch, ExtPunchAck, MessageKind, Transmit, encode_ext, punch_in
 from ..states import PeerInput, PeerState
 from ..tcp_messages import session_token
 from . import BASIC, PROBE_CODES, PROBING, BirthdayRole, Technique, resolve_role
@@ -167,7 +167,7 @@ class Techniques:
 
     def adopt(self, data: bytes, source: Endpoint, via: int) -> Endpoint | None:
         """A datagram from an unlisted address: the listed endpoint of its peer if it may be adopted."""
-        msg = self._punch_of(data)
+        msg = punch_in(data)
         key = None if msg is None else self._by_id.get(msg.peer_id)
         if msg is None or key is None or not self._wanted(key):
             return None  # not a punch, not from an extended peer we punch, or that peer is settled
@@ -192,7 +192,7 @@ class Techniques:
 
     def _check(self, peer: Peer, data: bytes, source: Endpoint, via: int) -> Hint | str | None:
         plan = self._plans.get(peer.endpoint)
-        msg = self._punch_of(data) if plan is not None else None
+        msg = punch_in(data) if plan is not None else None
         if msg is None and self.auth is not None:
             if plan is None:
                 return "plain peer in an authenticated session"  # it cannot sign: SYN/ACK ignored
@@ -226,15 +226,6 @@ class Techniques:
         if source != peer.endpoint:
             label += f" from {source}"
         return (PeerInput.ACK if type(msg) is ExtPunchAck else PeerInput.SYN), label
-
-    def _punch_of(self, data: bytes) -> ExtPunch | None:
-        if data[:4] != MAGIC:
-            return None
-        try:
-            msg = decode_ext(data)
-        except MessageError:
-            return None
-        return msg if isinstance(msg, ExtPunch) else None
 
     def _invalid(self, msg: ExtPunch, peer: Peer) -> str:
         if msg.token != self.token:
