@@ -12,7 +12,8 @@ member gets no answer at all: its address may be spoofed, and an answer would re
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -65,10 +66,10 @@ class TokenBucket:
 class Relay:
     """Forwards `ExtRelay` datagrams for a `RendezvousServer`, within its `ServerConfig` limits."""
 
-    def __init__(self, config: ServerConfig, expiry: OrderedDict[Member, None], now: float = 0.0) -> None:
+    def __init__(self, config: ServerConfig, refresh: Callable[[Member, float], None], now: float = 0.0) -> None:
         self.config = config
         self.stats = RelayStats()
-        self._expiry = expiry  # the server's expiry order: a relay refreshes its sender (see _forward)
+        self._refresh = refresh  # the server's: a relay keeps its sender registered (see _forward)
         self._total = TokenBucket(config.relay_total_rate, config.relay_total_rate, now)
         self._buckets: dict[Member, TokenBucket] = {}
         self._last_error: dict[Member, float] = {}
@@ -112,9 +113,7 @@ class Relay:
     def _forward(self, data: bytes, sender: Member, target: Member, now: float) -> list[Transmit]:
         # Relaying is what a relayed member does instead of registering again, so it keeps the
         # member alive as a registration would (the server's expiry slides the same way).
-        sender.expires = now + self.config.session_timeout
-        if sender in self._expiry:
-            self._expiry.move_to_end(sender)
+        self._refresh(sender, now)
         self.stats.forwarded += 1
         self.stats.bytes_forwarded += len(data)
         self._prune(now)

@@ -82,7 +82,7 @@ class RendezvousServer:
         self._keepalive_on, self._push_on = config.keepalive_interval > 0, config.push
         self._out: list[Transmit] = []
         self._events: deque[Event] = deque()
-        self.relay = Relay(self.config, self._expiry, now)
+        self.relay = Relay(self.config, self._prolong, now)
         """The relay fallback (relay.py): forwards ExtRelay between verified members."""
         self._guard = guard = Guard(config, self.stats.refused, self._events)
         self._cookies = CookieJar(DEFAULT_COOKIE_KEY if cookie_key is None else cookie_key, config.cookie_interval)
@@ -337,6 +337,10 @@ class RendezvousServer:
         del session[member.endpoint]
         session[member.endpoint] = member
         member.peer_id = peer_id
+        self._prolong(member, now)
+
+    def _prolong(self, member: Member, now: float) -> None:
+        """Push a member's expiry back by the session timeout (a registration or a relay did it)."""
         member.expires = now + self._timeout
         self._expiry.move_to_end(member)
 
