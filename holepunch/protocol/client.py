@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, deque
+from collections.abc import Callable
 
 from .auth import SessionKey
 from .config import ClientConfig
@@ -105,8 +106,10 @@ class PeerClient:
         handshake resumes here instead of visiting every peer again (O(N) per client, not O(N²))."""
         self.auth = None if self.config.secret is None else SessionKey(self.config.secret)
         """The session secret's keys (auth.py): set, registrations and punches are signed."""
-        self._tech = Techniques(self, rng)
-        self._relay = RelayPath(self, self._events.append, lambda t: self._out.append(t))  # relay_path.py
+        # A lambda, not self._out.append: datagrams_to_send swaps in a fresh list each time.
+        queue: Callable[[Transmit], None] = lambda transmit: self._out.append(transmit)
+        self._tech = Techniques(self, rng, queue)
+        self._relay = RelayPath(self, self._events.append, queue)  # relay_path.py
 
     @property
     def registered(self) -> bool:

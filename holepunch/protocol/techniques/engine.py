@@ -91,8 +91,9 @@ class _SignedPunches:
 class Techniques:
     """The client's technique engine; `PeerClient` calls it and never branches on technique names."""
 
-    def __init__(self, client: PeerClient, rng: random.Random) -> None:
+    def __init__(self, client: PeerClient, rng: random.Random, send: Callable[[Transmit], None]) -> None:
         self.client = client
+        self._send = send  # the client's output queue, for answers outside the handshake
         self.config = client.config
         self.enabled = frozenset(client.config.techniques)
         self.rng = rng
@@ -263,9 +264,9 @@ class Techniques:
             self._follow(plan, *path)
         if not is_ack and path != (peer.address, peer.via):
             data = self._signed(plan, ExtPunchAck, path)
-            # Queued straight into the client's output: the handshake only ever answers on the path
-            # in use, and this path stays unused until a PUNCH_ACK from it echoes our nonce.
-            self.client._out.append(Transmit(data, path[0], MessageKind.PUNCH_ACK, path[1]))
+            # Sent outside the handshake: it only ever answers on the path in use, and this path
+            # stays unused until a PUNCH_ACK from it echoes our nonce.
+            self._send(Transmit(data, path[0], MessageKind.PUNCH_ACK, path[1]))
             return "PUNCH answered on an unproven path"
         label = ("PUNCH_ACK" if is_ack else "PUNCH") + ("" if path[0] == peer.endpoint else f" from {path[0]}")
         return (PeerInput.ACK if is_ack else PeerInput.SYN), label
