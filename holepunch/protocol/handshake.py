@@ -2,7 +2,8 @@
 
 Rule (wire-protocol.md §7): send SYN every punch interval; answer a SYN with ACK at once (the
 reference's own timer starves, B4); on ACK send ACK at once and once more a little later, which a
-reference peer needs to return from Connect (B3); never retry faster than the reference.
+reference peer needs to return from Connect (B3); a peer of ours (extended) gets one ACK only,
+and none if it has our ACK to its SYN already; never retry faster than the reference.
 `Deadlines` keeps many peers' timers for the client without visiting every peer on every pump.
 """
 
@@ -221,6 +222,11 @@ class Handshake:
                     peer.next_send = now + self.config.punch_interval
                 return [self._send(peer, ACK, MessageKind.ACK)]
         elif kind is PeerInput.ACK and before is not PeerState.CONNECTED:
+            if peer.info.extended:
+                # A peer of ours needs one ACK from us, not the reference's pair (B3): none if our
+                # answer to its SYN is on its way already (a third of a mesh's datagrams). One
+                # lost is made good by the peer's next SYN, which our connected state answers.
+                return [] if before is PeerState.ACKING else [self._send(peer, ACK, MessageKind.ACK)]
             peer.final_ack_at = now + self.config.final_ack_delay
             return [self._send(peer, ACK, MessageKind.ACK)]
         return []

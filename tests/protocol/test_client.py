@@ -467,6 +467,33 @@ def test_ack_is_answered_at_once_and_once_more_later() -> None:
     assert hand.timers(10.0) == [(pytest.approx(0.12 + FINAL), Transmit(ACK, P, MessageKind.ACK))]
 
 
+def extended_punching(peer: Endpoint) -> Hand:
+    """An extended client whose server listed `peer`, a peer of ours (extended), at t=0.05."""
+    hand = client(1, ClientConfig())
+    hand.start(0.0)
+    hand.feed(encode_ext(ExtPeers(SID, ME, (PeerInfo(peer, b"peer-id!", True),))), SERVER, 0.05)
+    assert hand.machine.state is ClientState.PUNCHING
+    return hand
+
+
+def test_a_peer_of_ours_that_has_our_ack_gets_no_second_pair() -> None:
+    """The ACK pair on ACK is for the reference (B3); our ACK to its SYN already confirms us."""
+    hand = extended_punching(P)
+    assert hand.feed(SYN, P, 0.1) == [Transmit(ACK, P, MessageKind.ACK)]
+    assert hand.feed(ACK, P, 0.11) == []
+    assert hand.machine.peers[P].state is PeerState.CONNECTED
+    assert [x for _, x in hand.timers(0.11 + 2 * FINAL) if x.destination == P] == []
+    # Had that ACK been lost, the peer's next SYN is answered from the connected state.
+    assert hand.feed(SYN, P, 0.3) == [Transmit(ACK, P, MessageKind.ACK)]
+
+
+def test_a_peer_of_ours_whose_syn_we_never_saw_gets_one_ack() -> None:
+    hand = extended_punching(P)
+    assert hand.feed(ACK, P, 0.1) == [Transmit(ACK, P, MessageKind.ACK)]
+    assert hand.machine.peers[P].state is PeerState.CONNECTED
+    assert [x for _, x in hand.timers(0.1 + 2 * FINAL) if x.destination == P] == []  # no final ACK
+
+
 def test_final_ack_delay_is_configurable() -> None:
     hand = punching(P, config=ClientConfig(extension=False, final_ack_delay=0.25))
     hand.feed(ACK, P, 0.12)
