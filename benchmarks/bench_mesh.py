@@ -116,13 +116,25 @@ async def trial_in_process(peers: int, plain: bool, session: str) -> Trial:
 
 
 async def peer_child(server: str, session: str, peers: int, plain: bool) -> int:
-    """A peer process: connect, print when its last peer connected (monotonic clock) as JSON."""
+    """A peer process: connect, print when its last peer connected (monotonic clock) as JSON,
+    then hold the mesh open until stdin closes, as a real peer would use it: a peer that exited
+    at once would spend its interpreter's teardown on the CPUs the others still punch on."""
     mesh = await connect(server, session, peers, timeout=TIMEOUT, config=client_config(plain), bind=(HOST, 0))
     try:
         print(json.dumps({"complete": mesh.complete, "last_connected": last_connected(mesh)}), flush=True)
+        loop = asyncio.get_running_loop()
+        closed = loop.create_future()
+        loop.add_reader(sys.stdin.fileno(), lambda: closed.done() or closed.set_result(None))
+        await closed
     finally:
         await mesh.close()
     return 0
+
+
+async def _report(proc: asyncio.subprocess.Process) -> dict:  # type: ignore[type-arg]
+    """A peer process's one-line report, or {} if it ended without one."""
+    assert proc.stdout is not None
+    return json.loads((await proc.stdout.readline()).decode() or "{}")  # type: ignore[no-any-return]
 
 
 async def trial_processes(peers: int, plain: bool, session: str) -> Trial:
@@ -132,9 +144,13 @@ async def trial_processes(peers: int, plain: bool, session: str) -> Trial:
     try:
         args = [sys.executable, str(Path(__file__).resolve()), "--peer", str(server.address), session,
                 str(peers - 1)] + (["--plain"] if plain else [])
-        procs = [await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE) for _ in range(peers)]
-        outputs = await asyncio.gather(*(proc.communicate() for proc in procs))
-        reports = [json.loads(out.decode() or "{}") for out, _ in outputs]
+        procs = [await asyncio.create_subprocess_exec(*args, stdin=asyncio.subprocess.PIPE,
+                                                      stdout=asyncio.subprocess.PIPE) for _ in range(peers)]
+        reports = await asyncio.gather(*(_report(proc) for proc in procs))
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.close()  # the peers leave
+        await asyncio.gather(*(proc.wait() for proc in procs))
         ends = [r.get("last_connected") for r in reports]
         complete = all(r.get("complete") for r in reports) and None not in ends
         ms = (max(e for e in ends if e is not None) - clock.last()) * 1000 if any(ends) else float("nan")
