@@ -9,6 +9,7 @@ the basic punch (`ClientConfig.techniques`) live in `techniques/`; this module o
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter, deque
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from .events import (
     PunchingStarted,
     Registered,
 )
+from .guard import padding_to_earn
 from .handshake import Deadlines, Handshake, Peer
 from .relay_path import RelayPath
 from .messages import (
@@ -45,6 +47,7 @@ from .messages import (
     decode_peer_list,
     encode_ext,
     is_extension,
+    peers_reply_bound,
 )
 from .states import ClientState, ClientTrigger, PeerState, next_client_state
 from .techniques import Technique
@@ -230,6 +233,9 @@ class PeerClient:
 
     def _ext_register(self) -> Transmit:
         msg = ExtRegister(self.session, self.peer_id, self.expected, self._cookie)
+        if not self._cookie and self.config.pad_registrations:  # signed below: the MAC covers it
+            answer = peers_reply_bound(self.session, self.expected, ":" in self.server.host)
+            msg = dataclasses.replace(msg, padding=padding_to_earn(len(encode_ext(msg)), answer))
         if self.auth is not None:
             msg = self.auth.sign(msg)
         return Transmit(encode_ext(msg), self.server, MessageKind.EXT_REGISTER)

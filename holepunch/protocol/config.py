@@ -112,6 +112,10 @@ class ClientConfig:
     """Try the extension first; off sends only the reference's plain registration."""
     extension_attempts: int = 3
     """Extended registrations left unanswered before falling back to the plain protocol."""
+    pad_registrations: bool = True
+    """Pad extended registrations sent before the server's address cookie so that they pay for
+    a list of the expected peers under the server's 3x amplification budget: the list comes at
+    once instead of after a cookie round trip (docs/wire-protocol.md, "Guards")."""
     punch_interval: float = 0.15
     """Seconds between SYN (or ACK) retransmissions to a peer. Slower than the reference's 100 ms
     on purpose: a reference peer restarts its retry timer on every arrival (B4), so equal periods

@@ -21,8 +21,10 @@ from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
 from .config import ServerConfig
+from .cookie import COOKIE_LENGTH
 from .endpoint import Endpoint
 from .events import Event, RequestRefused
+from .messages import MAX_ID_LENGTH
 
 UNLIMITED = math.inf
 """The credit of a proved address (and of every address when `amplification_factor` is None)."""
@@ -34,6 +36,22 @@ BAD_COOKIE = "bad-cookie"
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
+
+_DEFAULTS = ServerConfig()
+_CHALLENGE = 6 + 3 + COOKIE_LENGTH
+"""Bytes of the ExtCookie that goes with the list to an address not proved yet."""
+
+
+def padding_to_earn(registration: int, answer: int, limit: int = MAX_ID_LENGTH) -> int:
+    """Zero bytes a `registration`-byte request must add so that, under the default budget, it
+    pays for an `answer`-byte list and the cookie sent with it (the client's side of the rule,
+    as QUIC pads a first Initial): the list then needs no cookie round trip first. Capped so the
+    request stays within `limit`, the longest ID the reference server answers."""
+    factor, overhead = _DEFAULTS.amplification_factor or 1.0, _DEFAULTS.datagram_overhead
+    needed = math.ceil((answer + _CHALLENGE + 2 * overhead) / factor) - overhead
+    field = 3  # the PADDING field's own header
+    room = limit - registration - field
+    return max(0, min(needed - registration - field, room))
 
 
 class Account(Protocol):

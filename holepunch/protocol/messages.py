@@ -94,6 +94,7 @@ class Tag(enum.IntEnum):
     NONCE = 0x14
     DATA = 0x15
     ECHO = 0x16
+    PADDING = 0x17
 
 
 class ErrorCode(enum.IntEnum):
@@ -127,6 +128,9 @@ class ExtRegister:
     """The server's address cookie, echoed (`ExtCookie`); empty on a first registration."""
     mac: bytes = b""
     """HMAC of the registration under the session secret (holepunch.protocol.auth); empty without one."""
+    padding: int = 0
+    """Zero bytes carried only so that the registration pays for its answer under the server's
+    amplification budget (RFC 9000 §8.1 pads a first Initial likewise); 0 leaves the field out."""
 
 
 @dataclass(frozen=True)
@@ -322,6 +326,7 @@ def encode_ext(msg: ExtMessage) -> bytes:
         parts += [_tlv(Tag.SESSION, msg.session), _tlv(Tag.PEER_ID, msg.peer_id)]
         parts.append(_tlv(Tag.EXPECTED, struct.pack("!H", min(msg.expected, 0xFFFF))))
         parts += _optional(Tag.COOKIE, msg.cookie) + _optional(Tag.MAC, msg.mac)
+        parts += _optional(Tag.PADDING, bytes(msg.padding))
     elif isinstance(msg, ExtPeers):
         parts += [_tlv(Tag.SESSION, msg.session), _tlv(Tag.OBSERVED, msg.observed.text.encode())]
         if msg.push:
@@ -407,6 +412,13 @@ def _peer_id(fields: _Fields) -> bytes:
     return value
 
 
+def peers_reply_bound(session: bytes, listed: int, ipv6: bool) -> int:
+    """The most bytes an ExtPeers reply to `session` listing `listed` members can take: every
+    endpoint text at its longest, "255.255.255.255:65535" or a bracketed IPv6 one."""
+    text = 47 if ipv6 else 21
+    return 6 + (3 + len(session)) + (3 + text) + listed * (3 + PEER_ID_LENGTH + 1 + text)
+
+
 def punch_in(data: bytes) -> ExtPunch | None:
     """The PUNCH or PUNCH_ACK a peer datagram carries; None for anything else, malformed included."""
     if data[:4] != MAGIC:
@@ -437,7 +449,9 @@ def decode_ext(data: bytes) -> ExtMessage:
         if len(expected) != 2:
             raise MessageError("expected count must be 2 bytes")
         cookie, mac = fields.single.get(Tag.COOKIE, b""), fields.single.get(Tag.MAC, b"")
-        return ExtRegister(fields.need(Tag.SESSION), _peer_id(fields), struct.unpack("!H", expected)[0], cookie, mac)
+        padding = len(fields.single.get(Tag.PADDING, b""))
+        return ExtRegister(fields.need(Tag.SESSION), _peer_id(fields), struct.unpack("!H", expected)[0], cookie, mac,
+                           padding)
     if kind == ExtType.PEERS:
         peers = tuple(_decode_peer(v) for v in fields.peers)
         observed = _decode_endpoint(fields.need(Tag.OBSERVED))

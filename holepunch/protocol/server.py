@@ -81,6 +81,11 @@ class RendezvousServer:
             config.max_id_length, config.max_sessions, config.max_peers_per_session)
         self._keepalive_on, self._push_on = config.keepalive_interval > 0, config.push
         self._out: list[Transmit] = []
+        self._newcomers: dict[bytes, list[Member]] = {}
+        """Members that joined in the current batch, by session: pushed to the others once the
+        batch is fed (at the next `next_event` or `datagrams_to_send`), so members joining in one
+        batch cost one push per member, not one per member and newcomer."""
+        self._newcomers_at = 0.0
         self._events: deque[Event] = deque()
         self.relay = Relay(self.config, self._prolong, now)
         """The relay fallback (relay.py): forwards ExtRelay between verified members."""
@@ -194,11 +199,15 @@ class RendezvousServer:
 
     def datagrams_to_send(self, now: float) -> list[Transmit]:
         """Datagrams produced since the last call."""
+        if self._newcomers:
+            self._push()
         out, self._out = self._out, []
         return out
 
     def next_event(self) -> Event | None:
         """The oldest undrained event, or None."""
+        if self._newcomers:  # the batch is fed: its pushes may refuse, and say so in events
+            self._push()
         return self._events.popleft() if self._events else None
 
     # --- registrations ------------------------------------------------------------------------
@@ -368,18 +377,27 @@ class RendezvousServer:
         self.stats.joined += 1
         self._events.append(PeerJoined(sid, source, tell, len(session)))
         if others and self._push_on:
-            self._push(sid, member, others, now)
+            self._newcomers.setdefault(sid, []).append(member)
+            self._newcomers_at = now
         return member, others
 
-    def _push(self, sid: bytes, newcomer: Member, others: list[Member], now: float) -> None:
-        """Tell extended members about a newcomer; plain members are never pushed to (B1)."""
-        info: tuple[PeerInfo, ...] = ()  # built at the first extended member: often there is none
-        for member in others:
-            if member.peer_id is not None:
-                info = info or (newcomer.info(),)
-                data = encode_ext(ExtPeers(sid, member.endpoint, info, push=True))
-                if self._send(member, data, member.endpoint, MessageKind.EXT_PUSH, now):
-                    self.stats.pushes += 1
+    def _push(self) -> None:
+        """Tell extended members about the newcomers they have not been listed; plain members are
+        never pushed to (B1). A member that joined in the same batch had the earlier ones in its
+        reply, so it is told only of those after it."""
+        pending, self._newcomers, now = self._newcomers, {}, self._newcomers_at
+        for sid, newcomers in pending.items():
+            session = self._sessions.get(sid, {})
+            live = [m for m in newcomers if session.get(m.endpoint) is m]  # none left or expired since
+            after = {id(m): n + 1 for n, m in enumerate(live)}
+            infos: list[PeerInfo] = []  # built at the first extended member: often there is none
+            for member in session.values() if live else ():
+                start = after.get(id(member), 0)
+                if member.peer_id is not None and start < len(live):
+                    infos = infos or [m.info() for m in live]
+                    data = encode_ext(ExtPeers(sid, member.endpoint, tuple(infos[start:]), push=True))
+                    if self._send(member, data, member.endpoint, MessageKind.EXT_PUSH, now):
+                        self.stats.pushes += 1
 
     def _leave(self, msg: ExtLeave, source: Endpoint) -> None:
         session = self._sessions.get(msg.session, {})

@@ -26,6 +26,7 @@ from holepunch.protocol import (
 )
 from holepunch.protocol.cookie import COOKIE_LENGTH, DEFAULT_COOKIE_KEY, CookieJar
 from holepunch.protocol.messages import (
+    MAX_ID_LENGTH,
     ExtCookie,
     ExtPeers,
     ExtRegister,
@@ -156,6 +157,7 @@ def test_bad_cookies_are_refused_counted_and_answered_with_a_fresh_one(cookie: b
     assert server.stats.refused == {"bad-cookie": 1} and server.stats.verified == 0
     for n in range(10, 20):  # newcomers: the pushes to the unproved member soon exceed its budget
         server.receive_datagram(SID, peer_endpoint(n), now + 0.01)
+        server.datagrams_to_send(now + 0.01)  # each its own batch: one push per newcomer
     assert server.stats.pushes < 10 and ("amplification", A) in refusals(server)
 
 
@@ -164,6 +166,7 @@ def test_a_proved_member_gets_every_push() -> None:
     register(server, A, PID_A, 0.0, jar().make(A, 0.0), expected=5)
     for n in range(10, 20):
         server.receive_datagram(SID, peer_endpoint(n), 0.01)
+        server.datagrams_to_send(0.01)
     assert server.stats.pushes == 10 and ("amplification", A) not in refusals(server)
 
 
@@ -186,6 +189,35 @@ def test_a_large_session_defers_the_list_until_the_echo() -> None:
     assert reply[0] is MessageKind.EXT_PEERS and len(reply[1].peers) == 30  # type: ignore[attr-defined]
 
 
+def test_a_padded_first_registration_pays_for_its_list_so_no_round_trip_comes_first() -> None:
+    """15 members: an unpadded registration draws only the cookie, our client's padded one
+    draws the list and the cookie at once (RFC 9000 §8.1 and §14.1 pad a first Initial so)."""
+    for pad, kinds in ((False, [MessageKind.EXT_COOKIE]), (True, [MessageKind.EXT_PEERS, MessageKind.EXT_COOKIE])):
+        server = RendezvousServer(cookie_key=KEY)
+        for n in range(10, 25):
+            server.receive_datagram(SID, peer_endpoint(n), 0.0)
+        server.datagrams_to_send(0.0)
+        refused = dict(server.stats.refused)  # the plain members' own withheld replies
+        client = PeerClient(SERVER, SID, 15, ClientConfig(pad_registrations=pad), peer_id=PID_A)
+        client.start(0.0)
+        (first,) = client.datagrams_to_send(0.0)
+        server.receive_datagram(first.data, A, 0.01)
+        assert [t.kind for t in server.datagrams_to_send(0.01)] == kinds
+        assert server.stats.refused == refused  # nothing of ours withheld: deferred or paid for
+
+
+@pytest.mark.parametrize(("expected", "padded"), [(0, False), (1, False), (15, True), (1024, True)])
+def test_padding_keeps_a_registration_within_what_the_reference_server_answers(expected: int, padded: bool) -> None:
+    """Small lists fit unpadded; a long one pads up to 1,024 bytes and no further: the reference
+    drops longer IDs unanswered, and our fallback to the plain protocol needs its answer."""
+    client = PeerClient(SERVER, SID, expected, ClientConfig(), peer_id=PID_A)
+    client.start(0.0)
+    (first,) = client.datagrams_to_send(0.0)
+    assert (decode_ext(first.data).padding > 0) is padded  # type: ignore[union-attr]
+    assert len(first.data) <= MAX_ID_LENGTH
+    assert (len(first.data) == MAX_ID_LENGTH) is (expected == 1024)
+
+
 # --- the client's echo ----------------------------------------------------------------------------
 
 
@@ -193,7 +225,7 @@ def test_the_client_echoes_the_cookie_at_once_and_keeps_including_it() -> None:
     client = PeerClient(SERVER, SID, 2, ClientConfig(), peer_id=PID_A)
     client.start(0.0)
     (first,) = client.datagrams_to_send(0.0)
-    assert decode_ext(first.data) == ExtRegister(SID, PID_A, 2)
+    assert decode_ext(first.data) == ExtRegister(SID, PID_A, 2, padding=1)  # pays for a list of two
     client.receive_datagram(encode_ext(ExtPeers(SID, A)), SERVER, 0.05)
     client.receive_datagram(encode_ext(ExtCookie(b"c" * 16)), SERVER, 0.05)
     (echo,) = client.datagrams_to_send(0.05)

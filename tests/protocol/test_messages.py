@@ -6,6 +6,8 @@ docs (docs/wire-protocol.md) quote the same strings and a test below keeps the t
 
 from __future__ import annotations
 
+import dataclasses
+
 import ipaddress
 import struct
 from pathlib import Path
@@ -466,3 +468,13 @@ def test_decode_peer_list_on_arbitrary_bytes_raises_only_message_error(data: byt
         decode_peer_list(data)
     except MessageError:
         pass
+
+
+def test_padding_is_a_field_of_zero_bytes_that_older_decoders_skip() -> None:
+    """The PADDING field (tag 0x17) of a first registration: docs/wire-protocol.md §3."""
+    plain = ExtRegister(b"room1", bytes(range(1, 9)), 2)
+    padded = encode_ext(dataclasses.replace(plain, padding=1))
+    assert padded.hex() == "fa6870780101010005726f6f6d310200080102030405060708030002000217000100"
+    assert decode_ext(padded) == dataclasses.replace(plain, padding=1)
+    assert decode_ext(encode_ext(plain) + b"\x17\x00\x02ab").padding == 2  # only its length counts
+    assert encode_ext(plain) == padded[:-4]  # unpadded, the bytes are those of before
