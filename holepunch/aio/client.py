@@ -14,24 +14,23 @@ import asyncio
 import dataclasses
 import logging
 import socket
-from collections.abc import Coroutine, Generator
 from dataclasses import dataclass
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable, Literal, overload
+from typing import TYPE_CHECKING, Literal, overload
 
 from ..protocol.client import PeerClient
 from ..protocol.config import ClientConfig
 from ..protocol.endpoint import Endpoint
 from ..protocol.events import (
-    ConnectCompleted, DataReceived, DatagramDropped, Event, PeerConnected, PeerFailed, PeerRelayed, PeerUpgraded,
-    RelayRefused,
+    DataReceived, Event, PeerConnected, PeerFailed, PeerRelayed, PeerUpgraded, RelayRefused,
 )
 from ..protocol.handshake import Peer
 from ..protocol.messages import MAX_ID_LENGTH
 from ..protocol.states import PeerState
 from ..protocol.techniques.result import ConnectResult, PeerResult
 from ..trace import Trace
-from .driver import AddressLike, Driver, DriverStats, bind_host_for, open_udp_socket, parse_address, resolve
+from .driver import AddressLike, Driver, DriverStats, bind_host_for, open_udp_socket, parse_address
+from .mesh_base import ConnectError as ConnectError  # re-exported: raised by connect()
+from .mesh_base import Connecting, MeshBase, MeshClosed, resolve_server
 
 if TYPE_CHECKING:  # tcp_client imports this module
     from ..protocol.tcp_client import TcpClientConfig
@@ -43,14 +42,6 @@ INBOX_LIMIT = 4096
 """Datagrams queued for `recv()` at most; beyond that new ones are dropped, as a full socket would."""
 
 Socket = socket.socket  # an alias: inside Mesh, `socket` names the property
-
-
-class ConnectError(OSError):
-    """Connect could not even start: the server refused, could not be resolved, or never answered."""
-
-
-class MeshClosed(ConnectionError):
-    """The mesh was closed or detached: nothing more can be sent or received through it."""
 
 
 @dataclass(frozen=True)
@@ -96,15 +87,11 @@ class PeerStatus:
                    peer.path, technique)
 
 
-class Mesh:
+class Mesh(MeshBase[PeerClient, Driver]):
     """The peers of one session and the socket that reaches them; keep-alives run while open."""
 
     def __init__(self, machine: PeerClient, sock: Socket, *, trace: Trace | None, actor: str) -> None:
-        self.machine = machine
-        self._driver = Driver(machine, sock, self._on_event, trace=trace, actor=actor)
-        self._completed: asyncio.Future[ConnectCompleted] = asyncio.get_running_loop().create_future()
-        self._inbox: asyncio.Queue[tuple[Endpoint, bytes] | None] = asyncio.Queue()
-        self._closed = False
+        super().__init__(machine, Driver(machine, sock, self._on_event, trace=trace, actor=actor))
         self.inbox_dropped = 0
         """Datagrams dropped because nobody called `recv()` and the inbox was full."""
 
@@ -137,16 +124,6 @@ class Mesh:
         return self.machine.connect_result()
 
     @property
-    def result(self) -> ConnectCompleted:
-        """How connect ended: connected and failed peers, expected count, reason."""
-        return self._completed.result()
-
-    @property
-    def complete(self) -> bool:
-        """True when at least the expected number of peers connected, none failed, nothing went wrong."""
-        return self.result.complete
-
-    @property
     def public_endpoint(self) -> Endpoint | None:
         """Our address as the server saw it (known only when it speaks the extension)."""
         return self.machine.public_endpoint
@@ -171,16 +148,6 @@ class Mesh:
         """Socket counters: datagrams received and sent, sends the kernel refused."""
         return self._driver.stats
 
-    @property
-    def trace(self) -> Trace | None:
-        """The trace being recorded, if tracing was asked for."""
-        return self._driver.trace
-
-    @property
-    def closed(self) -> bool:
-        """True after `close()` or `detach()`."""
-        return self._closed
-
     # --- data ---------------------------------------------------------------------------------
 
     def send(self, peer: AddressLike, data: bytes) -> None:
@@ -192,20 +159,7 @@ class Mesh:
 
     async def recv(self) -> tuple[Endpoint, bytes]:
         """The next application datagram as (peer, data); keep-alives and handshakes never show."""
-        item = await self._inbox.get()
-        if item is None:
-            self._inbox.put_nowait(None)  # wake the next waiter too
-            raise MeshClosed("the mesh is closed")
-        return item
-
-    def __aiter__(self) -> "Mesh":
-        return self
-
-    async def __anext__(self) -> tuple[Endpoint, bytes]:
-        try:
-            return await self.recv()
-        except MeshClosed:
-            raise StopAsyncIteration from None
+        return await self._next()
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -224,37 +178,12 @@ class Mesh:
         await self._flush_final_acks()
         if self._closed:  # closed or detached while we waited
             return
-        driver = self._driver
-        self.machine.close(driver.now())
-        driver.pump(driver.now())
-        driver.stop()
-        driver.sock.close()
+        self._leave()
+        self._driver.stop()
+        self._driver.sock.close()
         self._finish()
 
-    async def __aenter__(self) -> "Mesh":
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    def __repr__(self) -> str:
-        done = self._completed.done() and not self._completed.cancelled()
-        state = "closed" if self._closed else self.machine.state.value
-        return f"<Mesh {self.local} {state}, {len(self.connected)} connected{'' if done else ', connecting'}>"
-
     # --- internals ----------------------------------------------------------------------------
-
-    def _start(self) -> None:
-        self.machine.start(self._driver.now())
-        self._driver.start()
-
-    def _finish(self) -> None:
-        self._closed = True
-        self._inbox.put_nowait(None)
-        if not self._completed.done():
-            self._completed.cancel()
 
     async def _flush_final_acks(self) -> None:
         due = [p.final_ack_at for p in self.machine.peers.values() if p.final_ack_at is not None]
@@ -268,9 +197,6 @@ class Mesh:
                     self._inbox.put_nowait((peer, data))
                 else:
                     self.inbox_dropped += 1
-            case ConnectCompleted():
-                if not self._completed.done():
-                    self._completed.set_result(event)
             case PeerConnected(peer, elapsed):
                 log.info("connected to %s in %.1f ms", peer, elapsed * 1000)
             case PeerFailed(peer, reason):
@@ -281,32 +207,15 @@ class Mesh:
                 log.info("direct path to %s after %.1f ms relayed", peer, relayed_for * 1000)
             case RelayRefused(reason):
                 log.info("the server refused to relay: %s", reason)
-            case DatagramDropped(source, size, reason):
-                log.debug("dropped %d bytes from %s: %s", size, source, reason)
+            case _:
+                super()._on_event(event)
 
 
 # --- connect ---------------------------------------------------------------------------------------
 
 
-class _Connecting:
+class _Connecting(Connecting[Mesh]):
     """What `connect()` returns: await it for a `Mesh`, or use it as `async with`."""
-
-    def __init__(self, opener: Callable[[], Coroutine[Any, Any, Mesh]]) -> None:
-        self._opener = opener
-        self._mesh: Mesh | None = None
-
-    def __await__(self) -> Generator[Any, None, Mesh]:
-        return self._opener().__await__()
-
-    async def __aenter__(self) -> Mesh:
-        self._mesh = await self._opener()
-        return self._mesh
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._mesh is not None:
-            await self._mesh.close()
 
 
 @overload
@@ -365,17 +274,14 @@ def connect(
         cfg = dataclasses.replace(cfg, secret=secret)  # validated there: AuthError for an empty one
 
     async def opener() -> Mesh:
-        try:
-            address = await resolve(target)
-        except socket.gaierror as exc:
-            raise ConnectError(f"cannot resolve the server host {target.host!r}: {exc.strerror}") from exc
+        address = await resolve_server(target)
         sock = open_udp_socket(bind_host_for(bind[0], address), bind[1])
         try:
             mesh = Mesh(PeerClient(address, session_bytes, peers, cfg), sock, trace=trace, actor=actor)
         except BaseException:
             sock.close()
             raise
-        return await _run_connect(mesh, address)
+        return await mesh._connect(address)
 
     return _Connecting(opener)
 
@@ -387,23 +293,6 @@ def _udp_config(transport: str, config: object) -> ClientConfig | None:
     if config is not None and not isinstance(config, ClientConfig):
         raise TypeError(f"config for UDP must be a ClientConfig, not {type(config).__name__}")
     return config
-
-
-async def _run_connect(mesh: Mesh, server: Endpoint) -> Mesh:
-    """Start the machine and wait for ConnectCompleted; close and raise if it is no use at all."""
-    try:
-        mesh._start()
-        result = await mesh._completed
-    except BaseException:
-        await mesh.close()
-        raise
-    if result.refused:
-        await mesh.close()
-        raise ConnectError(f"{server} {result.reason[len('server '):]}")
-    if not mesh.machine.registered:
-        await mesh.close()
-        raise ConnectError(f"no answer from the rendezvous server {server} ({result.reason})")
-    return mesh
 
 
 def session_id(session: str | bytes) -> bytes:

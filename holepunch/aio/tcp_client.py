@@ -13,18 +13,16 @@ import asyncio
 import dataclasses
 import logging
 import socket
-from collections.abc import Coroutine, Generator
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Callable
 
 from ..protocol.endpoint import Endpoint
-from ..protocol.events import ConnectCompleted, DatagramDropped, DataReceived, Event, PeerConnected, PeerFailed
+from ..protocol.events import DataReceived, Event, PeerConnected, PeerFailed
 from ..protocol.tcp_client import PeerDisconnected, TcpClientConfig, TcpPeer, TcpPeerClient
 from ..protocol.tcp_states import TcpPeerState
 from ..trace import Trace
-from .client import ConnectError, MeshClosed, as_endpoint, session_id
-from .driver import AddressLike, bind_host_for, parse_address, resolve
+from .client import as_endpoint, session_id
+from .driver import AddressLike, bind_host_for, parse_address
+from .mesh_base import Connecting, MeshBase, MeshClosed, resolve_server
 from .tcp_driver import TcpDriver
 from .tcp_io import TcpDriverStats
 
@@ -65,20 +63,16 @@ class TcpPeerStatus:
         return cls(peer.endpoint, peer.state, elapsed, reason, peer.attempts, dict(peer.errors))
 
 
-class TcpMesh:
+class TcpMesh(MeshBase[TcpPeerClient, TcpDriver]):
     """The peers of one session, one TCP stream each; close it with `await close()` or `async with`."""
 
     def __init__(self, machine: TcpPeerClient, host: str, *, trace: Trace | None, actor: str) -> None:
-        self.machine = machine
         self._host = host
-        self._driver = TcpDriver(machine, host, self._on_event, trace=trace, actor=actor)
-        self._completed: asyncio.Future[ConnectCompleted] = asyncio.get_running_loop().create_future()
-        self._inbox: asyncio.Queue[tuple[Endpoint, bytes] | None] = asyncio.Queue()
+        super().__init__(machine, TcpDriver(machine, host, self._on_event, trace=trace, actor=actor))
         self._inbox_bytes = 0
         self._elapsed: dict[Endpoint, float] = {}
         self._reasons: dict[Endpoint, str] = {}
         self._taken: set[Endpoint] = set()
-        self._closed = False
         self.streams: dict[Endpoint, Streams] = {}
         """The asyncio streams opened so far with `open_stream` or `open_streams`."""
 
@@ -94,16 +88,6 @@ class TcpMesh:
     def connected(self) -> list[Endpoint]:
         """The peers with an open selected stream."""
         return [p.endpoint for p in self.machine.peers.values() if p.state is TcpPeerState.CONNECTED]
-
-    @property
-    def result(self) -> ConnectCompleted:
-        """How connect ended: connected and failed peers, expected count, reason."""
-        return self._completed.result()
-
-    @property
-    def complete(self) -> bool:
-        """True when at least the expected number of peers connected, none failed, nothing went wrong."""
-        return self.result.complete
 
     @property
     def registered(self) -> bool:
@@ -130,16 +114,6 @@ class TcpMesh:
         """Socket counters: connects and their errors, accepts, bytes in and out."""
         return self._driver.stats
 
-    @property
-    def trace(self) -> Trace | None:
-        """The trace being recorded, if tracing was asked for."""
-        return self._driver.trace
-
-    @property
-    def closed(self) -> bool:
-        """True after `close()`."""
-        return self._closed
-
     # --- data ---------------------------------------------------------------------------------
 
     def send(self, peer: AddressLike, data: bytes) -> None:
@@ -154,23 +128,11 @@ class TcpMesh:
 
     async def recv(self) -> tuple[Endpoint, bytes]:
         """The next chunk of application data as (peer, bytes); chunks follow TCP's, not send()'s."""
-        item = await self._inbox.get()
-        if item is None:
-            self._inbox.put_nowait(None)  # wake the next waiter too
-            raise MeshClosed("the mesh is closed")
+        item = await self._next()
         self._inbox_bytes -= len(item[1])
         if self._inbox_bytes < INBOX_LIMIT // 2:
             self._driver.set_reading(True)
         return item
-
-    def __aiter__(self) -> TcpMesh:
-        return self
-
-    async def __anext__(self) -> tuple[Endpoint, bytes]:
-        try:
-            return await self.recv()
-        except MeshClosed:
-            raise StopAsyncIteration from None
 
     # --- taking streams -----------------------------------------------------------------------
 
@@ -231,28 +193,11 @@ class TcpMesh:
         """Leave the server if still registered, close every stream not taken, stop the listener."""
         if self._closed:
             return
-        self._closed = True
-        driver = self._driver
-        self.machine.close(driver.now())
-        driver.pump(driver.now())
-        await driver.drain(CLOSE_GRACE)
-        driver.stop()
-        self._inbox.put_nowait(None)
-        if not self._completed.done():
-            self._completed.cancel()
-
-    async def __aenter__(self) -> TcpMesh:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    def __repr__(self) -> str:
-        done = self._completed.done() and not self._completed.cancelled()
-        state = "closed" if self._closed else self.machine.state.value
-        return f"<TcpMesh {self.local} {state}, {len(self.connected)} connected{'' if done else ', connecting'}>"
+        self._closed = True  # at once: a second close() must not wait for the drain too
+        self._leave()
+        await self._driver.drain(CLOSE_GRACE)
+        self._driver.stop()
+        self._finish()
 
     def _on_event(self, event: Event) -> None:
         match event:
@@ -261,9 +206,6 @@ class TcpMesh:
                 self._inbox_bytes += len(data)
                 if self._inbox_bytes > INBOX_LIMIT:
                     self._driver.set_reading(False)
-            case ConnectCompleted():
-                if not self._completed.done():
-                    self._completed.set_result(event)
             case PeerConnected(peer, elapsed):
                 self._elapsed[peer] = elapsed
                 log.info("connected to %s over TCP in %.1f ms", peer, elapsed * 1000)
@@ -273,32 +215,22 @@ class TcpMesh:
             case PeerDisconnected(peer, reason):
                 self._reasons[peer] = reason
                 log.info("%s disconnected: %s", peer, reason)
-            case DatagramDropped(source, size, reason):
-                log.debug("dropped %d bytes from %s: %s", size, source, reason)
+            case _:
+                super()._on_event(event)
+
+    def _unanswered(self, server: Endpoint, reason: str) -> str:
+        """Why connect never registered, and what to try."""
+        if reason.startswith("timed out"):
+            return (f"no answer from the rendezvous server {server} over TCP ({reason}); try: check the address, "
+                    f"and that a holepunch server runs there with TCP on (the default; not --udp-only)")
+        return reason  # the core's text already says what happened and what to try (EADDRINUSE...)
 
 
 # --- connect ---------------------------------------------------------------------------------------
 
 
-class TcpConnecting:
+class TcpConnecting(Connecting[TcpMesh]):
     """What `connect_tcp()` returns: await it for a `TcpMesh`, or use it as `async with`."""
-
-    def __init__(self, opener: Callable[[], Coroutine[Any, Any, TcpMesh]]) -> None:
-        self._opener = opener
-        self._mesh: TcpMesh | None = None
-
-    def __await__(self) -> Generator[Any, None, TcpMesh]:
-        return self._opener().__await__()
-
-    async def __aenter__(self) -> TcpMesh:
-        self._mesh = await self._opener()
-        return self._mesh
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._mesh is not None:
-            await self._mesh.close()
 
 
 def connect_tcp(
@@ -329,41 +261,14 @@ def connect_tcp(
     cfg = dataclasses.replace(cfg, timeout=timeout, wait_timeout=wait_timeout, local_port=bind[1] or cfg.local_port)
 
     async def opener() -> TcpMesh:
-        try:
-            address = await resolve(target)
-        except socket.gaierror as exc:
-            raise ConnectError(f"cannot resolve the server host {target.host!r}: {exc.strerror}") from exc
+        address = await resolve_server(target)
         machine = TcpPeerClient(address, session_bytes, peers, cfg)
         mesh = TcpMesh(machine, bind_host_for(bind[0], address), trace=trace, actor=actor)
-        return await _run_connect(mesh, address)
+        return await mesh._connect(address)
 
     return TcpConnecting(opener)
 
 
-async def _run_connect(mesh: TcpMesh, server: Endpoint) -> TcpMesh:
-    """Start the machine and wait for ConnectCompleted; close and raise if it is no use at all."""
-    try:
-        mesh.machine.start(mesh._driver.now())
-        mesh._driver.start()
-        result = await mesh._completed
-    except BaseException:
-        await mesh.close()
-        raise
-    if result.refused:
-        await mesh.close()
-        raise ConnectError(f"{server} {result.reason[len('server '):]}")
-    if not mesh.registered:
-        await mesh.close()
-        raise ConnectError(_unregistered(server, result.reason))
-    return mesh
-
-
-def _unregistered(server: Endpoint, reason: str) -> str:
-    """Why connect never registered, and what to try."""
-    if reason.startswith("timed out"):
-        return (f"no answer from the rendezvous server {server} over TCP ({reason}); try: check the address, "
-                f"and that a holepunch server runs there with TCP on (the default; not --udp-only)")
-    return reason  # the core's text already says what happened and what to try (EADDRINUSE...)
 
 
 __all__ = ["TcpConnecting", "TcpMesh", "TcpPeerStatus", "connect_tcp"]
