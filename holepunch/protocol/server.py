@@ -439,7 +439,13 @@ class RendezvousServer:
         Safe for reference clients, which skip them. Spread out rather than sent to everyone at
         once (the reference's way): 200,000 sends in a row would stall reads for over a second."""
         overhead, tail = self._overhead, (_KEEPALIVE,) + _TRANSMIT_DEFAULTS
+        # A member that registered in the last half interval needs none: its own datagram just
+        # refreshed its NAT's mapping (outbound refresh, RFC 4787 REQ-6), so a polling member gets
+        # none at all and a silent one waits at most 1.5 intervals; a busy server saves a sendto.
+        recent = now + self._timeout - self._keepalives.interval / 2  # `expires` of such a member
         for member in self._keepalives.take_due(now, self.config.keepalive_batch):
+            if member.expires > recent:
+                continue
             if member.credit < overhead:
                 self._guard.refuse(member.endpoint, AMPLIFICATION, now)
                 continue

@@ -217,6 +217,19 @@ def test_each_membership_gets_a_keepalive_10_s_after_its_own_previous_one() -> N
     assert server.stats.keepalives == 7
 
 
+def test_a_member_that_registered_lately_gets_no_keepalive() -> None:
+    """Its own poll refreshed its NAT's mapping (RFC 4787 REQ-6): a member polling every second
+    gets no keep-alive; once it falls silent, the next one comes when it is due."""
+    server = RendezvousServer(ServerConfig(amplification_factor=None, session_timeout=1000.0))
+    sent: list[tuple[float, Transmit]] = []
+    for second in range(31):
+        sent += timed_tick(server, float(second))
+        send(server, SID, A, float(second))
+    sent += timed_tick(server, 60.0)
+    assert sent == [(40.0, Transmit(b"", A, MessageKind.KEEPALIVE)), (50.0, Transmit(b"", A, MessageKind.KEEPALIVE)),
+                    (60.0, Transmit(b"", A, MessageKind.KEEPALIVE))]
+
+
 def test_a_late_keepalive_makes_the_next_one_due_an_interval_after_it() -> None:
     server = RendezvousServer()
     send(server, SID, A, 0.0)
