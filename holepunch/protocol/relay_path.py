@@ -12,6 +12,8 @@ relayed, kept alive by empty relays every `keepalive_interval` (which also keep 
 at the server fresh: the server counts a relay as a refresh). With a session secret (auth.py)
 the inner punches carry the secret's token and every `ExtRelay` we send is signed; one that
 arrives unsigned or with a bad MAC is dropped, so only holders of the secret can use the lane.
+Lane timers live in a `Deadlines` heap, so a pump costs O(log N) per lane whose timer changed,
+never a visit of every lane.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from .endpoint import Endpoint
 from .events import DataReceived, Event, PeerRelayed, PeerUpgraded, RelayRefused
-from .handshake import Peer
+from .handshake import Deadlines, Peer
 from .messages import (
     MAGIC,
     ErrorCode,
@@ -78,6 +80,9 @@ class Lane:
     window_ends: float | None = None
     next_keepalive: float | None = None
     last_answer: float = float("-inf")
+    key: int | None = None
+    """The lane's key in `RelayPath`'s timers: its place among the lanes by peer id, or None for
+    a lane that shares its peer's id with an earlier one (no relay names it, it never fires)."""
 
     def next_timer(self) -> float | None:
         """The earliest of the next offer, keep-alive and end of the upgrade window."""
@@ -99,6 +104,9 @@ class RelayPath:
         self._token = session_token(client.session) if self._auth is None else self._auth.token(client.session)
         self._lanes: dict[bytes, Lane] = {}  # by the peer's id, which a relay names
         self._by_endpoint: dict[Endpoint, Lane] = {}
+        self._order: list[Lane] = []  # the lanes by key: the order of `_lanes`
+        self._timers = Deadlines()
+        """Every keyed lane's `next_timer()`, updated by `_schedule` whenever one of its times changes."""
 
     # --- hooks of the client ------------------------------------------------------------------
 
@@ -109,7 +117,10 @@ class RelayPath:
         me, them = self.client.peer_id, peer.info.peer_id
         lane = Lane(peer, encode_ext(ExtPunch(self._token, me, them)), encode_ext(ExtPunchAck(self._token, me, them)),
                     offer_at=now + self.config.relay_after)
-        self._lanes.setdefault(them, lane)
+        if self._lanes.setdefault(them, lane) is lane:
+            lane.key = len(self._order)
+            self._order.append(lane)
+            self._schedule(lane)
         self._by_endpoint[peer.endpoint] = lane
 
     def carries(self, peer: Peer) -> bool:
@@ -135,6 +146,7 @@ class RelayPath:
         was = lane.state
         lane.state = RelayState.DIRECT
         lane.offer_at = lane.next_keepalive = lane.window_ends = None
+        self._schedule(lane)
         if was is not RelayState.RELAYED or lane.relayed_at is None:
             return False
         peer.path = "direct"
@@ -146,15 +158,16 @@ class RelayPath:
         """The earliest lane timer, or None."""
         if not self._lanes or self.client.state is ClientState.CLOSED:
             return None
-        times = [t for lane in self._lanes.values() if (t := lane.next_timer()) is not None]
-        return min(times) if times else None
+        return self._timers.earliest()
 
     def on_timer(self, now: float) -> list[Transmit]:
-        """Offers, keep-alives and ends of upgrade windows that are due."""
+        """Offers, keep-alives and ends of upgrade windows that are due, lane by lane in key order
+        (the order of `_lanes`); a lane that is not due has nothing to do, so it is not visited."""
         out: list[Transmit] = []
         if not self._lanes or self.client.state is ClientState.CLOSED:
             return out
-        for lane in self._lanes.values():
+        for key in self._timers.pop_due(now):
+            lane = self._order[key]
             if lane.offer_at is not None and now >= lane.offer_at:
                 out += self._offer(lane, now)
             if lane.next_keepalive is not None and now >= lane.next_keepalive:
@@ -163,6 +176,7 @@ class RelayPath:
             if lane.window_ends is not None and now >= lane.window_ends:
                 lane.window_ends = None  # no direct path in time: stop punching, stay relayed
                 lane.peer.next_send = None
+            self._schedule(lane)
         return out
 
     def from_server(self, data: bytes, now: float) -> str | None:
@@ -199,6 +213,7 @@ class RelayPath:
                 self._send(self._relay(lane.peer, lane.answer))
             if lane.state is RelayState.WAITING and lane.offer_at is not None:
                 lane.offer_at = now
+                self._schedule(lane)
         else:  # data or a keep-alive: the peer relays only once relayed, so it got our answer
             self._confirm(lane, now)
             if data:
@@ -235,7 +250,13 @@ class RelayPath:
         if self.config.keepalive_interval > 0:
             lane.next_keepalive = now + self.config.keepalive_interval
         peer.path = RELAYED
+        self._schedule(lane)
         self._emit(PeerRelayed(peer.endpoint, now - peer.started, peer.last_seen))
+
+    def _schedule(self, lane: Lane) -> None:
+        """Record `lane`'s next timer: whatever changes one of its times must call this."""
+        if lane.key is not None:
+            self._timers.set(lane.key, lane.next_timer())
 
     def _relay(self, peer: Peer, data: bytes) -> Transmit:
         msg = ExtRelay(self.client.session, self.client.peer_id, peer.info.peer_id, data)
