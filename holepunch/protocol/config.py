@@ -120,6 +120,13 @@ class ClientConfig:
     """Seconds between SYN (or ACK) retransmissions to a peer. Slower than the reference's 100 ms
     on purpose: a reference peer restarts its retry timer on every arrival (B4), so equal periods
     can starve it for good; 150 ms lets its timer fire between our retransmissions."""
+    punch_backoff_after: float = 2.0
+    """Seconds of punching a peer that has sent nothing at all after which its SYNs slow down,
+    the gap doubling each time up to `punch_interval_max`: a peer that never answers (gone,
+    filtered, or a forged registration naming a victim) draws a few dozen SYNs, not hundreds."""
+    punch_interval_max: float = 2.0
+    """The longest gap between SYNs to a silent peer (see `punch_backoff_after`); far below
+    the 30 s a NAT keeps the mapping those SYNs open."""
     final_ack_delay: float = 0.1
     """Delay of the extra ACK after confirming a peer, which reference peers need to finish (B3)."""
     timeout: float | None = 40.0
@@ -186,7 +193,10 @@ class ClientConfig:
             raise ValueError(f"birthday_role must be one of {choices}, got {self.birthday_role!r}") from None
         _positive(self, "register_interval", "extended_refresh_interval", "punch_interval")
         _not_negative(self, "final_ack_delay", "keepalive_interval", "handshake_linger")
-        _not_negative(self, "extension_attempts")
+        _not_negative(self, "extension_attempts", "punch_backoff_after")
+        if not self.punch_interval_max >= self.punch_interval:
+            raise ValueError(f"punch_interval_max ({self.punch_interval_max}) must be at least "
+                             f"punch_interval ({self.punch_interval})")
         _positive(self, "sweep_interval", "probe_interval", "max_sweeps", "birthday_sockets")
         _not_negative(self, "escalation_delay", "prediction_window", "birthday_probes")
         if self.prediction_delta == 0:

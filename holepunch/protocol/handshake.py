@@ -3,7 +3,8 @@
 Rule (wire-protocol.md §7): send SYN every punch interval; answer a SYN with ACK at once (the
 reference's own timer starves, B4); on ACK send ACK at once and once more a little later, which a
 reference peer needs to return from Connect (B3); a peer of ours (extended) gets one ACK only,
-and none if it has our ACK to its SYN already; never retry faster than the reference.
+and none if it has our ACK to its SYN already; never retry faster than the reference, and ever
+slower to a peer that has sent nothing for a while.
 `Deadlines` keeps many peers' timers for the client without visiting every peer on every pump.
 """
 
@@ -43,6 +44,8 @@ class Peer:
     last_ack_reply: float = float("-inf")
     last_seen: str = "nothing received"
     data_seen: bool = False
+    backoff: float = 0.0
+    """The current gap between SYNs once the peer is silent past `punch_backoff_after` (0: not yet)."""
     acking_retries: int = 0
     """Retransmissions sent while ACKING; odd ones are SYN, even ones ACK (see `on_timer`)."""
     sent: int = 0
@@ -186,7 +189,7 @@ class Handshake:
                     out.append(self._send(peer, SYN, MessageKind.SYN))
                 else:
                     out.append(self._send(peer, ACK, MessageKind.ACK))
-            peer.next_send = now + self.config.punch_interval
+            peer.next_send = now + self._retry_gap(peer, now)
         if peer.final_ack_at is not None and now >= peer.final_ack_at:
             peer.final_ack_at = None
             out.append(self._send(peer, ACK, MessageKind.ACK))
@@ -194,6 +197,15 @@ class Handshake:
             peer.next_keepalive = now + self.config.keepalive_interval
             out.append(self._send(peer, b"", MessageKind.KEEPALIVE))
         return out
+
+    def _retry_gap(self, peer: Peer, now: float) -> float:
+        """The punch interval, or, for a peer silent since `punch_backoff_after`, a gap that
+        doubles with each SYN up to `punch_interval_max` (a forged member must not be a reflector)."""
+        cfg = self.config
+        if peer.received or now - peer.started < cfg.punch_backoff_after:
+            return cfg.punch_interval
+        peer.backoff = min(cfg.punch_interval_max, 2 * max(peer.backoff, cfg.punch_interval))
+        return peer.backoff
 
     def give_up(self, peer: Peer) -> None:
         """The deadline passed before the peer connected."""

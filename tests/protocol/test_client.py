@@ -438,6 +438,21 @@ def test_syn_every_punch_interval_until_answered() -> None:
     assert PI >= 0.1  # never faster than the reference (fact sheet §7)
 
 
+def test_a_silent_peer_gets_syns_ever_further_apart() -> None:
+    """After `punch_backoff_after` with nothing from the peer the gap doubles, up to
+    `punch_interval_max`; a peer that sent anything keeps the punch interval."""
+    cfg = ClientConfig(extension=False, timeout=12.0)
+    hand = punching(P, Q, config=cfg)
+    hand.feed(b"junk", Q, 0.06)  # Q is not silent: junk from it is no handshake, but it is alive
+    hand.timers(12.0)
+    syns = {who: [t for t, x in hand.sent if x.destination == who] for who in (P, Q)}
+    gaps_p = [round(g, 6) for g in gaps(syns[P])]
+    slow = [g for g in gaps_p if g > PI + EPS]
+    assert slow[:5] == [2 * PI, 4 * PI, 8 * PI, cfg.punch_interval_max, cfg.punch_interval_max]
+    assert syns[P][len(gaps_p) - len(slow)] - 0.05 >= cfg.punch_backoff_after - EPS  # not before
+    assert all(g == pytest.approx(PI) for g in gaps(syns[Q]))
+
+
 def test_syn_is_answered_with_ack_at_once() -> None:
     """Not at the next tick (the reference's starving timer, B4)."""
     hand = punching(P)

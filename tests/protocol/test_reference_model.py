@@ -593,27 +593,20 @@ def test_b4_exact_ties_decide_whether_two_reference_peers_connect(deliveries_fir
         assert done.reason == (ERR_TIMEOUT_PEERS if deliveries_first else "")
 
 
-@pytest.mark.parametrize(
-    "punch_interval",
-    [
-        pytest.param(
-            0.1,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="ClientConfig.punch_interval equals the reference's 100 ms retry period: "
-                "when the reference's first SYN is lost, our SYNs restart its timer forever (B4)",
-            ),
-        ),
-        0.15,
-    ],
-)
-def test_our_client_does_not_starve_a_reference_peer_on_exact_ties(punch_interval: float) -> None:
+@pytest.mark.parametrize(("punch_interval", "rescued_by_backoff"), [(0.1, True), (0.15, False)])
+def test_our_client_does_not_starve_a_reference_peer_on_exact_ties(punch_interval: float,
+                                                                  rescued_by_backoff: bool) -> None:
     """Via the reference server we learn of a newcomer only at our next poll, so its first SYN
     finds us not yet punching and is lost (as a NAT would drop it); after that only a gap of more
-    than 100 ms between our SYNs lets the reference send again."""
+    than 100 ms between our SYNs lets the reference send again. At 150 ms that comes at once; at
+    the reference's own 100 ms our SYNs restart its timer (B4) until the peer, silent for
+    `punch_backoff_after`, is sent SYNs ever further apart."""
     mesh = Mesh(delay=0.01, deliveries_first=True)
     mesh.add(SERVER, ReferenceServer())
     mesh.add(A, ours(1, seed=0, punch_interval=punch_interval), at=0.0)
     mesh.add(B, theirs(1), at=0.25)
     mesh.run(45.0)
     assert mesh.result(A).complete and mesh.result(B).complete
+    (peer,) = mesh.nodes[A].peers.values()
+    backoff_after = ClientConfig().punch_backoff_after
+    assert (peer.connected_at - peer.started > backoff_after) is rescued_by_backoff

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from holepunch.protocol import ServerConfig
+from holepunch.protocol import ClientConfig, ServerConfig
 from holepunch.protocol.endpoint import Endpoint
 from holepunch.protocol.messages import MessageKind, Transmit
 from holepunch.trace import Action
@@ -100,15 +100,20 @@ def test_the_report_counts_bytes_on_the_wire_with_their_headers() -> None:
     assert "amplification" in report.to_text() and isinstance(report, AmplificationReport)
 
 
-def test_members_punch_a_forged_registrant_whatever_the_servers_budget() -> None:
-    """Found by this test (reported, not fixed here): a forged plain registration makes the
-    victim a listed member; members still waiting for it punch it every 150 ms until their
-    40 s deadline. One 5-byte datagram buys about 300 SYNs per member, budget or not."""
+def test_members_punch_a_forged_registrant_ever_more_slowly() -> None:
+    """A forged plain registration makes the victim a listed member, whatever the server's
+    budget, and members still waiting for it punch it until their 40 s deadline. Every 150 ms
+    that was about 267 SYNs per member for one 5-byte datagram (found by this test); a peer
+    silent for `punch_backoff_after` now gets SYNs ever further apart, up to `punch_interval_max`."""
     report = reflection_attack(None, session_size=5, requests=1, members_expect=5, watch=41.0)
     syns = report.trace.filter(actor="victim", action=Action.RECEIVE, kind="syn")
-    assert report.from_peers == len(syns) > 5 * 200
-    assert {r.source for r in syns} == {report.trace.filter(actor=f"member {i}", action=Action.SEND)[0].source
-                                        for i in range(1, 6)}
+    members = {report.trace.filter(actor=f"member {i}", action=Action.SEND)[0].source for i in range(1, 6)}
+    assert report.from_peers == len(syns) and {r.source for r in syns} == members
+    config = ClientConfig()
+    for member in members:
+        times = [r.time for r in syns if r.source == member]
+        assert config.punch_backoff_after / config.punch_interval < len(times) <= 40
+        assert max(b - a for a, b in zip(times, times[1:])) == pytest.approx(config.punch_interval_max)
 
 
 def test_bad_attack_parameters_are_refused_with_a_clear_error() -> None:
