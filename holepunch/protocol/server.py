@@ -5,7 +5,8 @@ per registration listing the other members, least recently registered first, as 
 datagram when there are none. Unlike the reference, expiry slides with every registration (no B8
 flicker), only clients that registered with the extension are ever pushed to (B1), keep-alives
 are spread over their interval, and every source is held by the guards of guard.py: a request
-rate, and an amplification budget (RFC 9000 §8) that an extended client lifts with a cookie.
+rate, and an amplification budget (RFC 9000 §8) that an extended client lifts with a cookie
+(checked, with the session secrets, by admission.py).
 """
 
 from __future__ import annotations
@@ -13,25 +14,16 @@ from __future__ import annotations
 import math
 from collections import OrderedDict, deque
 
-from .auth import KeyRing
+from .admission import Admission
 from .config import ServerConfig
-from .cookie import DEFAULT_COOKIE_KEY, CookieJar
+from .cookie import DEFAULT_COOKIE_KEY
 from .endpoint import Endpoint
 from .events import DatagramDropped, Event, PeerJoined, PeerLeft
-from .guard import (
-    AMPLIFICATION,
-    BAD_COOKIE,
-    UNLIMITED,
-    Account,
-    Guard,
-    KeepaliveQueue,
-    SourceState,
-)
+from .guard import AMPLIFICATION, Account, Guard, KeepaliveQueue, SourceState
 from .members import Member, ServerStats  # re-exported: imported from here elsewhere
 from .messages import (
     MAGIC,
     ErrorCode,
-    ExtCookie,
     ExtError,
     ExtLeave,
     ExtPeers,
@@ -46,11 +38,6 @@ from .messages import (
 )
 from .relay import Relay, RelayStats
 
-BAD_AUTH, STALE_AUTH, UNAUTHENTICATED = "bad-auth", "stale-auth", "unauthenticated"
-"""Refusal reasons of a server with secrets: a wrong or missing MAC (told with ExtError), a valid
-MAC over a cookie not made for this source lately (a replay, or an aged cookie: a fresh cookie is
-sent, as to a signed registration with no cookie yet, which is not counted), and a plain
-registration, which cannot carry the secret (never answered)."""
 _PEER_LIST, _KEEPALIVE = MessageKind.PEER_LIST, MessageKind.KEEPALIVE
 _new_tuple = tuple.__new__
 _TRANSMIT_DEFAULTS = tuple(Transmit._field_defaults[name] for name in Transmit._fields[3:])
@@ -85,14 +72,14 @@ class RendezvousServer:
         """Members that joined in the current batch, by session: pushed to the others once the
         batch is fed (at the next `next_event` or `datagrams_to_send`), so members joining in one
         batch cost one push per member, not one per member and newcomer."""
-        self._newcomers_at = 0.0
+        self._newcomers_at, self._push_at = 0.0, 0  # the batch's time, and its first datagram's place
         self._events: deque[Event] = deque()
         self.relay = Relay(self.config, self._prolong, now)
         """The relay fallback (relay.py): forwards ExtRelay between verified members."""
         self._guard = guard = Guard(config, self.stats.refused, self._events)
-        self._cookies = CookieJar(DEFAULT_COOKIE_KEY if cookie_key is None else cookie_key, config.cookie_interval)
-        self._keys = KeyRing(config.secrets) if config.secrets else None
-        """The session secrets (auth.py), or None: then nothing is authenticated."""
+        self._admission = Admission(config, guard, self.stats, self._send,
+                                    DEFAULT_COOKIE_KEY if cookie_key is None else cookie_key)
+        """Address proof and secrets of extended registrations (admission.py)."""
         # The guard's figures, copied for the inlined poll path of receive_datagram.
         self._rate_interval, self._rate_tolerance = guard.interval, -math.inf if guard.per_host else guard.tolerance
         self._factor, self._overhead = guard.factor, guard.overhead
@@ -216,18 +203,14 @@ class RendezvousServer:
         self, sid: bytes, session: dict[Endpoint, Member] | None, source: Endpoint, size: int, now: float
     ) -> None:
         """A plain registration from a newcomer: charged to its source's account, then joined."""
-        guard = self._guard
-        if self._keys is not None:  # it cannot carry the secret: never a member of a secret server
-            guard.refuse(source, UNAUTHENTICATED, now, sid)
-            return
-        tat = guard.admit_source(source, now)
+        tat = self._admission.admit_plain(sid, source, now)
         if tat is None:
             return
         self.stats.registrations += 1
         joined = self._join(sid, session, source, None, now, tat, None)
         if joined is not None:
             member, others = joined
-            member.credit = guard.initial_credit + (size + self._overhead) * self._factor  # what it earned
+            member.credit = self._guard.initial_credit + (size + self._overhead) * self._factor  # what it earned
             if self._send(member, b",".join([m.text for m in others]), source, _PEER_LIST, now):
                 self.stats.replies += 1
 
@@ -249,28 +232,14 @@ class RendezvousServer:
             self._drop(source, len(data), "unexpected")
 
     def _register_extended(self, msg: ExtRegister, source: Endpoint, size: int, now: float) -> None:
-        """The guards first (rate, ID length, address proof), then the registration itself."""
-        sid, guard = msg.session, self._guard
+        """Admitted first (admission.py: rate, ID length, address proof, secret), then registered."""
+        sid = msg.session
         session = self._sessions.get(sid)
         member = None if session is None else session.get(source)
-        account: Account
-        if member is None:
-            tat = guard.admit_source(source, now)
-            if tat is None:
-                return
-            account = SourceState(tat, guard.initial_credit)
-        elif guard.admit(member, source, now):
-            account = member
-        else:
+        admitted = self._admission.admit(msg, member, source, size, now)
+        if admitted is None:
             return
-        guard.earn(account, size)
-        if len(sid) > self._max_id_length:
-            self._refuse(sid, source, "id-too-long", ErrorCode.ID_TOO_LONG, account, now, tell=True)
-            return
-        proved = self._proved(msg, account, source, now)
-        # A session secret (auth), when set, is checked here, before anything about the session changes.
-        if self._keys is not None and not self._authenticated(msg, account, source, now):
-            return
+        account, proved = admitted
         self.stats.registrations += 1
         if member is None:
             joined = self._join(sid, session, source, msg.peer_id, now, account.tat, account)
@@ -281,64 +250,7 @@ class RendezvousServer:
         else:
             self._refresh(member, msg.peer_id, now)
         others = tuple(m.info() for m in self._sessions[sid].values() if m is not member)
-        self._answer_extended(member, encode_ext(ExtPeers(sid, source, others)), proved, size, now)
-
-    def _proved(self, msg: ExtRegister, account: Account, source: Endpoint, now: float) -> bool:
-        """True if the address is proved: earlier, or now by a valid cookie (RFC 9000 §8.1),
-        or needs no proof (`amplification_factor` None)."""
-        if account.credit == UNLIMITED:
-            return True
-        if msg.cookie:
-            if self._cookies.check(msg.cookie, source, now):
-                Guard.verify(account)
-                self.stats.verified += 1
-                return True
-            self._guard.refuse(source, BAD_COOKIE, now)  # forged, expired or another address's
-        return False
-
-    def _answer_extended(self, member: Member, reply: bytes, proved: bool, size: int, now: float) -> None:
-        """The peer list; to an address not proved yet, also a cookie to echo (QUIC's Retry).
-
-        Unproved, the list goes first if this registration alone pays for it and the cookie
-        (`size` bytes earn `amplification_factor` times as many), as in small sessions, so proving
-        the address costs no round trip there; otherwise only the cookie, which always fits (it
-        is never larger than the registration it answers), and the list waits for the echo
-        (deferred, not refused). So a forged registration never draws a large list, however
-        many were forged before it."""
-        source = member.endpoint
-        if proved:
-            if self._send(member, reply, source, MessageKind.EXT_PEERS, now):
-                self.stats.replies += 1
-            return
-        challenge = encode_ext(ExtCookie(self._cookies.make(source, now)))
-        overhead = self._overhead
-        if (size + overhead) * self._factor >= len(reply) + len(challenge) + 2 * overhead:
-            self._send(member, reply, source, MessageKind.EXT_PEERS, now)
-            self.stats.replies += 1
-        if self._send(member, challenge, source, MessageKind.EXT_COOKIE, now):
-            self.stats.cookies += 1
-
-    def _authenticated(self, msg: ExtRegister, account: Account, source: Endpoint, now: float) -> bool:
-        """With secrets: a MAC under one of them over a cookie made for this source lately (auth.py).
-
-        The cookie is checked here even for a proved address: it binds the signed registration to
-        one address and time, so a captured one replayed from elsewhere or later is refused (and
-        answered with a fresh cookie, which only a holder of the secret can sign)."""
-        assert self._keys is not None
-        index = self._keys.verify(msg)
-        if index is None:  # a wrong secret, or none (no MAC)
-            self._refuse(msg.session, source, BAD_AUTH, ErrorCode.BAD_AUTH, account, now, tell=True)
-            return False
-        if not self._cookies.check(msg.cookie, source, now):
-            if msg.cookie:  # a replay or an aged cookie; no cookie yet is the first step, not counted
-                self._guard.refuse(source, STALE_AUTH, now, msg.session)
-            if self._send(account, encode_ext(ExtCookie(self._cookies.make(source, now))), source,
-                          MessageKind.EXT_COOKIE, now):
-                self.stats.cookies += 1
-            return False
-        if index:
-            self.stats.old_secret += 1
-        return True
+        self._admission.answer(member, encode_ext(ExtPeers(sid, source, others)), proved, size, now)
 
     def _refresh(self, member: Member, peer_id: bytes | None, now: float) -> None:
         """A known member registered again: last in the reply order, expiry pushed back."""
@@ -377,15 +289,19 @@ class RendezvousServer:
         self.stats.joined += 1
         self._events.append(PeerJoined(sid, source, tell, len(session)))
         if others and self._push_on:
+            if not self._newcomers:
+                self._newcomers_at, self._push_at = now, len(self._out)
             self._newcomers.setdefault(sid, []).append(member)
-            self._newcomers_at = now
         return member, others
 
     def _push(self) -> None:
         """Tell extended members about the newcomers they have not been listed; plain members are
         never pushed to (B1). A member that joined in the same batch had the earlier ones in its
-        reply, so it is told only of those after it."""
+        reply, so it is told only of those after it. Pushes go out before the batch's replies, as
+        members heard of a newcomer no later than it hears of them: a newcomer punching first
+        would find them not punching yet (wasted SYNs; on Linux masquerade, the early-punch race)."""
         pending, self._newcomers, now = self._newcomers, {}, self._newcomers_at
+        later, self._out = self._out[self._push_at:], self._out[:self._push_at]
         for sid, newcomers in pending.items():
             session = self._sessions.get(sid, {})
             live = [m for m in newcomers if session.get(m.endpoint) is m]  # none left or expired since
@@ -398,6 +314,7 @@ class RendezvousServer:
                     data = encode_ext(ExtPeers(sid, member.endpoint, tuple(infos[start:]), push=True))
                     if self._send(member, data, member.endpoint, MessageKind.EXT_PUSH, now):
                         self.stats.pushes += 1
+        self._out += later
 
     def _leave(self, msg: ExtLeave, source: Endpoint) -> None:
         session = self._sessions.get(msg.session, {})

@@ -298,8 +298,8 @@ def test_extended_reply_lists_members_with_their_ids_and_your_address() -> None:
     assert ext(server, A, 0.0) == [Transmit(encode_ext(ExtPeers(SID, A)), A, MessageKind.EXT_PEERS)]
     send(server, SID, B, 0.1)
     reply = ext(server, C, 0.2)
-    assert [t.destination for t in reply] == [C, A]  # C's reply, then (end of batch) the push to A
-    assert decode_ext(reply[0].data) == ExtPeers(
+    assert [t.destination for t in reply] == [A, C]  # the push to A, then C's reply
+    assert decode_ext(reply[1].data) == ExtPeers(
         SID, C, (PeerInfo(A, PIDS[A], True), PeerInfo(B, bytes(8), False))
     )
 
@@ -308,22 +308,23 @@ def test_pushes_go_only_to_extended_members() -> None:
     server = RendezvousServer()
     ext(server, A, 0.0)
     assert send(server, SID, B, 0.1) == [  # plain B joins: extended A is told, with B's plain flag
-        plain(b"198.51.100.1:40001", B),
         Transmit(encode_ext(ExtPeers(SID, A, (PeerInfo(B),), push=True)), A, MessageKind.EXT_PUSH),
+        plain(b"198.51.100.1:40001", B),
     ]
     out = ext(server, C, 0.2)
-    assert [(t.destination, t.kind) for t in out] == [(C, MessageKind.EXT_PEERS), (A, MessageKind.EXT_PUSH)]
-    assert decode_ext(out[1].data) == ExtPeers(SID, A, (PeerInfo(C, PIDS[C], True),), push=True)
+    assert [(t.destination, t.kind) for t in out] == [(A, MessageKind.EXT_PUSH), (C, MessageKind.EXT_PEERS)]
+    assert decode_ext(out[0].data) == ExtPeers(SID, A, (PeerInfo(C, PIDS[C], True),), push=True)
     out = send(server, SID, D, 0.3)
     assert [(t.destination, t.kind) for t in out] == [
-        (D, MessageKind.PEER_LIST), (A, MessageKind.EXT_PUSH), (C, MessageKind.EXT_PUSH)
+        (A, MessageKind.EXT_PUSH), (C, MessageKind.EXT_PUSH), (D, MessageKind.PEER_LIST)
     ]
     assert server.stats.pushes == 4
 
 
 def test_members_joining_in_one_batch_cost_one_push_per_member() -> None:
     """A, B, C and D join in one batch (one driver wakeup): each reply lists those before, and
-    one push per member at the end lists those after; a newcomer gone before then is left out."""
+    one push per member lists those after, sent ahead of the replies; a newcomer gone before
+    then is left out."""
     server = RendezvousServer()
     cookies = CookieJar(DEFAULT_COOKIE_KEY, server.config.cookie_interval)
     for who in (A, B, C, D):
@@ -335,6 +336,8 @@ def test_members_joining_in_one_batch_cost_one_push_per_member() -> None:
     pushes = [(to, [p.endpoint for p in m.peers]) for to, m in out if m.push]  # type: ignore[union-attr]
     assert pushes == [(A, [B, C]), (B, [C])]
     assert server.stats.pushes == 2 and server.datagrams_to_send(0.0) == []
+    # A's reply, then (ahead of the replies to newcomers) the pushes, then B's, C's and D's replies.
+    assert [(to, m.push) for to, m in out][:4] == [(A, False), (A, True), (B, True), (B, False)]  # type: ignore[union-attr]
 
 
 def test_a_plain_member_only_ever_receives_its_own_replies_and_empty_keepalives() -> None:
