@@ -1,10 +1,11 @@
 """The peer client as a sans-IO state machine: register, wait for peers, punch, keep alive.
 
 Rule: the seed's steps 0 to 6 with none of the reference's bugs (wire-protocol.md §6): at least
-`expected` peers suffice, strangers and late server replies are dropped and counted, connect
-completes the moment the last peer is confirmed, and every wait has a deadline. The extension is
-tried first and abandoned as soon as the server answers in the plain protocol. Techniques beyond
-the basic punch (`ClientConfig.techniques`) live in `techniques/`; this module only calls them.
+`expected` peers suffice, strangers and late server replies are dropped and counted (answers to
+our own extended refreshes are expected: only counted), connect completes the moment the last
+peer is confirmed, and every wait has a deadline. The extension is tried first and abandoned as
+soon as the server answers in the plain protocol. Techniques beyond the basic punch
+(`ClientConfig.techniques`) live in `techniques/`; this module only calls them.
 """
 
 from __future__ import annotations
@@ -89,6 +90,9 @@ class PeerClient:
         self.listed: dict[Endpoint, PeerInfo] = {}
         self.started_at: float | None = None
         self.dropped: Counter[str] = Counter()
+        self.refresh_answers = 0
+        """Server answers after registration to our own re-registrations (our session's list, a
+        cookie): expected traffic, so counted here, never as a drop or a `DatagramDropped` event."""
         self._handshake = Handshake(self.config)
         self._ext_attempts = 0
         self._cookie = b""  # the server's address cookie (ExtCookie), echoed in every registration
@@ -276,12 +280,7 @@ class PeerClient:
 
     def _from_server(self, data: bytes, now: float) -> None:
         if self.state is not ClientState.REGISTERING:
-            if self._late_cookie(data):
-                return
-            if data and (relayed := self._relay.from_server(data, now)) != "":
-                self._drop(self.server, data, relayed or "late server reply")  # 0 bytes: keep-alives
-            elif data and self.state is ClientState.PUNCHING:
-                self._check_all_connected(now)  # a relay answer may have made a peer reachable
+            self._after_registration(data, now)
         elif is_extension(data):
             self._from_server_ext(data, now)
         elif self.extended is None and self.auth is not None:
@@ -294,6 +293,47 @@ class PeerClient:
                 self._drop(self.server, data, "plain reply to extended client")
         else:
             self._plain_reply(data, now)
+
+    def _after_registration(self, data: bytes, now: float) -> None:
+        """A server datagram once we punch or are done: a keep-alive, a cookie, a relay, an
+        answer to one of our refreshes, or something to drop."""
+        if not data:
+            return  # the server's keep-alive: expected, so not even counted
+        if self._late_cookie(data):
+            self.refresh_answers += 1
+            return
+        relayed = self._relay.from_server(data, now)
+        if relayed is None:  # no relay business: a reply to a registration
+            self._late_reply(data)
+        elif relayed:
+            self._drop(self.server, data, relayed)
+        elif self.state is ClientState.PUNCHING:
+            self._check_all_connected(now)  # a relay answer may have made a peer reachable
+
+    def _late_reply(self, data: bytes) -> None:
+        """An extended client registers again while it punches (`_refresh_timer`), so its
+        server's answers keep coming: our session's list or a cookie (which `_late_cookie` did
+        not need) is expected and only counted. Anything else is dropped, and so is every late
+        reply to a plain client: a plain list cannot be told from a late or duplicate one (B1)."""
+        if not self.extended:
+            self._drop(self.server, data, "late server reply")
+            return
+        if not is_extension(data):
+            self._drop(self.server, data, "plain reply to extended client")
+            return
+        try:
+            msg = decode_ext(data)
+        except MessageError as exc:
+            self._drop(self.server, data, f"malformed: {exc}")
+            return
+        if isinstance(msg, ExtCookie) or (isinstance(msg, ExtPeers) and msg.session == self.session):
+            self.refresh_answers += 1
+        elif isinstance(msg, ExtPeers):
+            self._drop(self.server, data, "reply for another session")
+        elif isinstance(msg, ExtError):
+            self._drop(self.server, data, f"server error after registration: {msg.text}")
+        else:
+            self._drop(self.server, data, "unexpected extension message")
 
     def _plain_reply(self, data: bytes, now: float) -> None:
         try:

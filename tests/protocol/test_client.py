@@ -37,6 +37,8 @@ from holepunch.protocol.messages import (
     ACK,
     MAGIC,
     SYN,
+    ErrorCode,
+    ExtCookie,
     ExtError,
     ExtPeers,
     ExtRegister,
@@ -305,13 +307,66 @@ def test_strangers_and_late_server_replies_are_dropped_and_counted() -> None:
     ]
     for n, (data, source) in enumerate(junk):
         assert hand.feed(data, source, 0.06 + n / 1000) == []
-    assert me.dropped == {"stranger": 2, "late server reply": 3}
+    assert me.dropped == {"stranger": 2, "late server reply": 3}  # a plain client keeps B1's drops
     assert [e.reason for _, e in hand.of(DatagramDropped)] == ["stranger"] * 2 + ["late server reply"] * 3  # type: ignore[attr-defined]
+    assert me.refresh_answers == 0
     assert set(me.peers) == {P, Q}
     hand.feed(ACK, P, 0.1)
     hand.feed(SYN, Q, 0.11)
     hand.feed(ACK, Q, 0.12)
     assert completed(hand) == [ConnectCompleted((P, Q), (), 2, "")]
+
+
+def refreshing() -> Hand:
+    """An extended client at ME that echoes cookie c1 and whose server listed P at t=0.01."""
+    hand = client(config=ClientConfig())
+    hand.start(0.0)
+    (echo,) = hand.feed(encode_ext(ExtCookie(b"c1")), SERVER, 0.005)
+    assert decode_ext(echo.data).cookie == b"c1"  # type: ignore[union-attr]
+    hand.feed(encode_ext(ExtPeers(SID, ME, (PeerInfo(P),))), SERVER, 0.01)
+    assert hand.machine.state is ClientState.PUNCHING and hand.machine.extended is True  # type: ignore[attr-defined]
+    return hand
+
+
+def test_answers_to_our_own_refreshes_are_counted_quietly_not_dropped() -> None:
+    """An extended client keeps registering while it punches: the server's lists for our
+    session and its cookies are expected, so they are no drop, no event and draw no reply."""
+    hand = refreshing()
+    answers = [
+        encode_ext(ExtPeers(SID, ME, (PeerInfo(P),))),  # the answer to a refresh
+        encode_ext(ExtPeers(SID, ME, (PeerInfo(P),))),  # and a late duplicate of it
+        encode_ext(ExtPeers(SID, ME, (PeerInfo(R),), push=True)),
+        encode_ext(ExtCookie(b"c1")),  # the cookie we echo
+        encode_ext(ExtCookie(b"c2")),  # a fresh one we have no need to echo while punching
+        b"",  # the server's keep-alive: not even counted
+    ]
+    for n, data in enumerate(answers):
+        assert hand.feed(data, SERVER, 0.02 + n / 1000) == []
+    me = hand.machine
+    assert me.refresh_answers == 5 and not me.dropped and hand.of(DatagramDropped) == []  # type: ignore[attr-defined]
+    assert set(me.peers) == {P}  # type: ignore[attr-defined]
+    hand.feed(ACK, P, 0.1)
+    assert completed(hand) == [ConnectCompleted((P,), (), 1, "")]
+    assert hand.feed(encode_ext(ExtPeers(SID, ME, (PeerInfo(P),))), SERVER, 0.2) == []  # still in flight
+    assert me.refresh_answers == 6 and hand.of(DatagramDropped) == []  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"198.51.100.2:40002", "plain reply to extended client"),
+        (MAGIC + b"\x01\x02\x00\x00\x00", "malformed: "),
+        (encode_ext(ExtPeers(b"other", ME, (PeerInfo(P),))), "reply for another session"),
+        (encode_ext(ExtError(ErrorCode.RATE_LIMITED, "slow down")), "server error after registration: slow down"),
+        (encode_ext(ExtRegister(SID, bytes(8))), "unexpected extension message"),
+    ],
+)
+def test_odd_server_datagrams_while_punching_extended_are_still_dropped(data: bytes, reason: str) -> None:
+    hand = refreshing()
+    assert hand.feed(data, SERVER, 0.02) == []
+    assert [e.reason[: len(reason)] for _, e in hand.of(DatagramDropped)] == [reason]  # type: ignore[attr-defined]
+    assert hand.machine.refresh_answers == 0 and sum(hand.machine.dropped.values()) == 1  # type: ignore[attr-defined]
+    assert hand.machine.state is ClientState.PUNCHING  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
@@ -406,7 +461,9 @@ def test_junk_and_late_duplicates_never_block_the_mesh(server_config: ServerConf
     for machine in clients:
         assert machine.state is ClientState.ESTABLISHED  # type: ignore[attr-defined]
         assert machine.dropped["stranger"] > 50  # type: ignore[attr-defined]
-    assert sum(m.dropped["late server reply"] for m in clients) > 0  # type: ignore[attr-defined]
+        assert not set(machine.dropped) - {"stranger", "not running"}, machine.dropped  # type: ignore[attr-defined]
+    # The late duplicates of our session's lists and cookies are answers we expect, not drops.
+    assert sum(m.refresh_answers for m in clients) > 0  # type: ignore[attr-defined]
 
 
 # --- completion (B3) ---------------------------------------------------------------------------
