@@ -120,7 +120,7 @@ class ClientConfig:
     """Seconds between SYN (or ACK) retransmissions to a peer. Slower than the reference's 100 ms
     on purpose: a reference peer restarts its retry timer on every arrival (B4), so equal periods
     can starve it for good; 150 ms lets its timer fire between our retransmissions."""
-    punch_backoff_after: float = 2.0
+    punch_backoff_after: float = 5.0
     """Seconds of punching a peer that has sent nothing at all after which its SYNs slow down,
     the gap doubling each time up to `punch_interval_max`: a peer that never answers (gone,
     filtered, or a forged registration naming a victim) draws a few dozen SYNs, not hundreds."""

@@ -73,6 +73,7 @@ class RendezvousServer:
         batch is fed (at the next `next_event` or `datagrams_to_send`), so members joining in one
         batch cost one push per member, not one per member and newcomer."""
         self._newcomers_at, self._push_at = 0.0, 0  # the batch's time, and its first datagram's place
+        self._answered: set[Member] = set()  # extended members answered since the batch's first join
         self._events: deque[Event] = deque()
         self.relay = Relay(self.config, self._prolong, now)
         """The relay fallback (relay.py): forwards ExtRelay between verified members."""
@@ -250,6 +251,8 @@ class RendezvousServer:
         else:
             self._refresh(member, msg.peer_id, now)
         others = tuple(m.info() for m in self._sessions[sid].values() if m is not member)
+        if self._newcomers:  # its push (if any) must follow this reply, which it would otherwise undo
+            self._answered.add(member)
         self._admission.answer(member, encode_ext(ExtPeers(sid, source, others)), proved, size, now)
 
     def _refresh(self, member: Member, peer_id: bytes | None, now: float) -> None:
@@ -297,11 +300,14 @@ class RendezvousServer:
     def _push(self) -> None:
         """Tell extended members about the newcomers they have not been listed; plain members are
         never pushed to (B1). A member that joined in the same batch had the earlier ones in its
-        reply, so it is told only of those after it. Pushes go out before the batch's replies, as
-        members heard of a newcomer no later than it hears of them: a newcomer punching first
-        would find them not punching yet (wasted SYNs; on Linux masquerade, the early-punch race)."""
+        reply, so it is told only of those after it. Pushes go out ahead of the batch's replies,
+        so members hear of a newcomer no later than it hears of them (a newcomer punching first
+        finds them not punching yet: wasted SYNs, and on Linux masquerade the early-punch race),
+        except to a member answered meanwhile: that reply lists fewer and replaces its list."""
         pending, self._newcomers, now = self._newcomers, {}, self._newcomers_at
+        answered, self._answered = self._answered, set()
         later, self._out = self._out[self._push_at:], self._out[:self._push_at]
+        behind: list[tuple[Member, bytes]] = []
         for sid, newcomers in pending.items():
             session = self._sessions.get(sid, {})
             live = [m for m in newcomers if session.get(m.endpoint) is m]  # none left or expired since
@@ -312,9 +318,14 @@ class RendezvousServer:
                 if member.peer_id is not None and start < len(live):
                     infos = infos or [m.info() for m in live]
                     data = encode_ext(ExtPeers(sid, member.endpoint, tuple(infos[start:]), push=True))
-                    if self._send(member, data, member.endpoint, MessageKind.EXT_PUSH, now):
+                    if member in answered:
+                        behind.append((member, data))
+                    elif self._send(member, data, member.endpoint, MessageKind.EXT_PUSH, now):
                         self.stats.pushes += 1
         self._out += later
+        for member, data in behind:
+            if self._send(member, data, member.endpoint, MessageKind.EXT_PUSH, now):
+                self.stats.pushes += 1
 
     def _leave(self, msg: ExtLeave, source: Endpoint) -> None:
         session = self._sessions.get(msg.session, {})

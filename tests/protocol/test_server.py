@@ -336,8 +336,33 @@ def test_members_joining_in_one_batch_cost_one_push_per_member() -> None:
     pushes = [(to, [p.endpoint for p in m.peers]) for to, m in out if m.push]  # type: ignore[union-attr]
     assert pushes == [(A, [B, C]), (B, [C])]
     assert server.stats.pushes == 2 and server.datagrams_to_send(0.0) == []
-    # A's reply, then (ahead of the replies to newcomers) the pushes, then B's, C's and D's replies.
-    assert [(to, m.push) for to, m in out][:4] == [(A, False), (A, True), (B, True), (B, False)]  # type: ignore[union-attr]
+    # A's reply; A's push ahead of the newcomers' replies; B's push after B's reply, which it adds to.
+    assert [(to, m.push) for to, m in out] == [(A, False), (A, True), (B, False), (C, False), (D, False),  # type: ignore[union-attr]
+                                               (B, True)]
+
+
+def test_in_a_batch_no_member_is_left_with_a_list_short_of_a_newcomer() -> None:
+    """Found by bench_mesh: X1 joins, member A refreshes (its reply lists X1), X2 and X3 join, all
+    in one batch. A's push must come after its reply, which replaces A's list: else A loses X2
+    and X3 until its next refresh, a second later."""
+    server = RendezvousServer()
+    cookies = CookieJar(DEFAULT_COOKIE_KEY, server.config.cookie_interval)
+
+    def register(who: Endpoint) -> None:
+        server.receive_datagram(encode_ext(ExtRegister(SID, PIDS[who], 4, cookies.make(who, 0.0))), who, 0.0)
+
+    register(A)
+    server.datagrams_to_send(0.0)
+    for who in (B, A, C, D):  # B joins, A refreshes, C and D join: one batch
+        register(who)
+    lists: dict[Endpoint, set[Endpoint]] = {}
+    for t in server.datagrams_to_send(0.0):
+        msg = decode_ext(t.data)
+        assert isinstance(msg, ExtPeers)
+        known = lists.setdefault(t.destination, set()) if msg.push else lists.__setitem__(t.destination, set()) or lists[t.destination]
+        known.update(p.endpoint for p in msg.peers)
+    assert lists == {who: {A, B, C, D} - {who} for who in (A, B, C, D)}
+
 
 
 def test_a_plain_member_only_ever_receives_its_own_replies_and_empty_keepalives() -> None:
