@@ -20,8 +20,8 @@ from .config import ClientConfig
 from .endpoint import Endpoint
 from .events import (
     ConnectCompleted,
-    DataReceived,
     DatagramDropped,
+    DataReceived,
     Event,
     PeerConnected,
     PeerFailed,
@@ -31,13 +31,13 @@ from .events import (
 )
 from .guard import padding_to_earn
 from .handshake import Deadlines, Handshake, Peer
-from .relay_path import RelayPath
 from .messages import (
     PEER_ID_LENGTH,
     ErrorCode,
     ExtCookie,
     ExtError,
     ExtLeave,
+    ExtMessage,
     ExtPeers,
     ExtRegister,
     MessageError,
@@ -50,6 +50,7 @@ from .messages import (
     is_extension,
     peers_reply_bound,
 )
+from .relay_path import RelayPath
 from .states import ClientState, ClientTrigger, PeerState, next_client_state
 from .techniques import Technique
 from .techniques.engine import Techniques
@@ -299,18 +300,24 @@ class PeerClient:
         answer to one of our refreshes, or something to drop."""
         if not data:
             return  # the server's keep-alive: expected, so not even counted
-        if self._late_cookie(data):
+        msg: ExtMessage | None = None
+        error = ""  # decoded once here for the cookie, the relay and the reply checks below
+        try:
+            msg = decode_ext(data) if is_extension(data) else None
+        except MessageError as exc:
+            error = f"malformed: {exc}"
+        if self._late_cookie(msg):
             self.refresh_answers += 1
             return
-        relayed = self._relay.from_server(data, now)
+        relayed = self._relay.from_server(msg, now)
         if relayed is None:  # no relay business: a reply to a registration
-            self._late_reply(data)
+            self._late_reply(data, msg, error)
         elif relayed:
             self._drop(self.server, data, relayed)
         elif self.state is ClientState.PUNCHING:
             self._check_all_connected(now)  # a relay answer may have made a peer reachable
 
-    def _late_reply(self, data: bytes) -> None:
+    def _late_reply(self, data: bytes, msg: ExtMessage | None, error: str) -> None:
         """An extended client registers again while it punches (`_refresh_timer`), so its
         server's answers keep coming: our session's list or a cookie (which `_late_cookie` did
         not need) is expected and only counted. Anything else is dropped, and so is every late
@@ -321,10 +328,8 @@ class PeerClient:
         if not is_extension(data):
             self._drop(self.server, data, "plain reply to extended client")
             return
-        try:
-            msg = decode_ext(data)
-        except MessageError as exc:
-            self._drop(self.server, data, f"malformed: {exc}")
+        if msg is None:
+            self._drop(self.server, data, error)
             return
         if isinstance(msg, ExtCookie) or (isinstance(msg, ExtPeers) and msg.session == self.session):
             self.refresh_answers += 1
@@ -368,16 +373,12 @@ class PeerClient:
         else:
             self._drop(self.server, data, "unexpected extension message")
 
-    def _late_cookie(self, data: bytes) -> bool:
+    def _late_cookie(self, msg: ExtMessage | None) -> bool:
         """A cookie after the list: echo it once if we may need the relay, which the server
         forwards only to proved addresses, or with a secret while punching: a restarted server
         takes our refreshes only on a cookie of its own. Nothing else needs the proof then."""
         refreshing = self.auth is not None and self.state is ClientState.PUNCHING
         if not (refreshing or Technique.RELAY in self.config.techniques) or self.state is ClientState.CLOSED:
-            return False
-        try:
-            msg = decode_ext(data) if is_extension(data) else None
-        except MessageError:
             return False
         if not isinstance(msg, ExtCookie):
             return False

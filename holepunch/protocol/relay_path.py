@@ -28,16 +28,14 @@ from .endpoint import Endpoint
 from .events import DataReceived, Event, PeerRelayed, PeerUpgraded, RelayRefused
 from .handshake import Deadlines, Peer
 from .messages import (
-    MAGIC,
     ErrorCode,
     ExtError,
+    ExtMessage,
     ExtPunch,
     ExtPunchAck,
     ExtRelay,
-    MessageError,
     MessageKind,
     Transmit,
-    decode_ext,
     encode_ext,
     punch_in,
 )
@@ -179,14 +177,10 @@ class RelayPath:
             self._schedule(lane)
         return out
 
-    def from_server(self, data: bytes, now: float) -> str | None:
-        """A datagram from the server after registration: None if it is no relay business of
-        ours, "" if handled, or the reason to drop it."""
-        if not self._lanes or data[:4] != MAGIC:
-            return None
-        try:
-            msg = decode_ext(data)
-        except MessageError:
+    def from_server(self, msg: ExtMessage | None, now: float) -> str | None:
+        """A server datagram after registration, decoded (None: not a well-formed extension
+        message): None if it is no relay business of ours, "" if handled, or the reason to drop it."""
+        if not self._lanes or msg is None:
             return None
         if isinstance(msg, ExtError) and msg.code == ErrorCode.RELAY_REFUSED:
             self.refused[msg.text] += 1

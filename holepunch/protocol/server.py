@@ -311,10 +311,10 @@ class RendezvousServer:
         for sid, newcomers in pending.items():
             session = self._sessions.get(sid, {})
             live = [m for m in newcomers if session.get(m.endpoint) is m]  # none left or expired since
-            after = {id(m): n + 1 for n, m in enumerate(live)}
+            after = {m: n + 1 for n, m in enumerate(live)}  # members hash by identity
             infos: list[PeerInfo] = []  # built at the first extended member: often there is none
             for member in session.values() if live else ():
-                start = after.get(id(member), 0)
+                start = after.get(member, 0)
                 if member.peer_id is not None and start < len(live):
                     infos = infos or [m.info() for m in live]
                     data = encode_ext(ExtPeers(sid, member.endpoint, tuple(infos[start:]), push=True))
