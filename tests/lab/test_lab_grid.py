@@ -242,7 +242,7 @@ def test_an_impaired_link_still_connects_cone_to_cone(grid_env: None, prefix: st
     cell = run_pair(a, b, transport, prefix=prefix, lab_options={**impairment, "seed": 1})
     assert cell.controls_ok
     (trial,) = cell.trials
-    assert trial.connected
+    assert trial.connected, [{k: r.get(k) for k in ("complete", "reason", "peers")} for r in trial.reports]
     assert predict_trial(trial, **impairment).connected
 
 
