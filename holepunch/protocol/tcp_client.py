@@ -109,6 +109,8 @@ class TcpPeerClient(PeerStreams):
         self.peers: dict[bytes, TcpPeer] = {}
         self.streams: dict[ConnId, Stream] = {}
         self.dropped: Counter[str] = Counter()
+        self.refresh_answers = 0
+        """Our session's lists from the server after punching began (pushes): counted, not dropped."""
         self.duplicates = 0
         self.started_at: float | None = None
         self._ids = itertools.count(1)
@@ -310,7 +312,7 @@ class TcpPeerClient(PeerStreams):
 
     def _from_server(self, frame: TcpFrame, now: float) -> None:
         if self.state is not ClientState.REGISTERING:
-            self._drop(self.server, 0, "late server reply")  # e.g. a newcomer beyond our peer set
+            self._after_registration(frame)
         elif isinstance(frame, ExtError):
             self._finish(now, ClientTrigger.REFUSED, f"server refused: {frame.text}", refused=True)
         elif not isinstance(frame, ExtPeers) or frame.session != self.session:
@@ -325,6 +327,16 @@ class TcpPeerClient(PeerStreams):
             self._events.append(PeerListReceived(frame.peers, frame.push))
             if len(self.listed) >= self.expected and (frame.peers or not frame.push):
                 self._start_punching(now, ClientTrigger.PEERS_FOUND)
+
+    def _after_registration(self, frame: TcpFrame) -> None:
+        """A server frame once we punch: our session's list (a push of a newcomer beyond our peer
+        set) is expected and only counted, as the UDP client counts its refreshes' answers."""
+        if isinstance(frame, ExtPeers) and frame.session == self.session:
+            self.refresh_answers += 1
+        elif isinstance(frame, ExtError):
+            self._drop(self.server, 0, f"server error after registration: {frame.text}")
+        else:
+            self._drop(self.server, 0, "unexpected server frame")
 
     def _leave_server(self) -> None:
         stream = self._server_stream

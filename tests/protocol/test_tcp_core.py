@@ -802,6 +802,22 @@ def test_peers_beyond_our_set_are_strangers() -> None:
     completed = c.of(ConnectCompleted)[0]
     assert set(completed.failed) == {a.public, b.public} and completed.reason == "timed out"
     assert a.client.dropped["stranger: HELLO from a peer we do not punch"] >= 1
+    # C's push reached A after A began punching: our session's list, counted, not dropped
+    assert a.client.refresh_answers >= 1 and "late server reply" not in a.client.dropped
+
+
+def test_server_frames_after_registration_are_counted_or_dropped_with_their_reason() -> None:
+    client = started()
+    client.connected(1, Endpoint("10.0.0.2", 40000), SERVER, 0.01)
+    peer = PeerInfo(Endpoint("198.51.100.7", 4000), PID2)
+    client.data_received(1, encode_frame(ExtPeers(SID, STRANGER, (peer,))), 0.02)
+    assert client.state is ClientState.PUNCHING
+    for frame in (ExtPeers(SID, STRANGER, (peer,), push=True), ExtPeers(b"other", STRANGER),
+                  ExtError(3, "session-full"), Select()):
+        client.data_received(1, encode_frame(frame), 0.03)
+    assert client.refresh_answers == 1
+    assert client.dropped == {"unexpected server frame": 2, "server error after registration: session-full": 1}
+    assert client.state is ClientState.PUNCHING  # none of them ends the punching
 
 
 # --- the client: strangers and errors ----------------------------------------------------------
