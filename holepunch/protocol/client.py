@@ -4,13 +4,13 @@ Rule: the seed's steps 0 to 6 with none of the reference's bugs (wire-protocol.m
 `expected` peers suffice, strangers and late server replies are dropped and counted (answers to
 our own extended refreshes are expected: only counted), connect completes the moment the last
 peer is confirmed, and every wait has a deadline. The extension is tried first and abandoned as
-soon as the server answers in the plain protocol. Techniques beyond the basic punch
-(`ClientConfig.techniques`) live in `techniques/`; this module only calls them.
+soon as the server answers in the plain protocol. The server conversation (registration, cookies,
+fallback, peer lists, late replies) lives in `registration.py`, techniques beyond the basic punch
+(`ClientConfig.techniques`) in `techniques/`, the relay in `relay_path.py`; this module calls them.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from collections import Counter, deque
 from collections.abc import Callable
@@ -25,34 +25,24 @@ from .events import (
     Event,
     PeerConnected,
     PeerFailed,
-    PeerListReceived,
     PunchingStarted,
-    Registered,
 )
-from .guard import padding_to_earn
 from .handshake import Deadlines, Handshake, Peer
 from .messages import (
     PEER_ID_LENGTH,
-    ErrorCode,
-    ExtCookie,
-    ExtError,
     ExtLeave,
     ExtMessage,
-    ExtPeers,
-    ExtRegister,
     MessageError,
     MessageKind,
     PeerInfo,
     Transmit,
     decode_ext,
-    decode_peer_list,
     encode_ext,
     is_extension,
-    peers_reply_bound,
 )
+from .registration import Registration
 from .relay_path import RelayPath
 from .states import ClientState, ClientTrigger, PeerState, next_client_state
-from .techniques import Technique
 from .techniques.engine import Techniques
 from .techniques.result import ConnectResult, PeerResult
 
@@ -95,10 +85,6 @@ class PeerClient:
         """Server answers after registration to our own re-registrations (our session's list, a
         cookie): expected traffic, so counted here, never as a drop or a `DatagramDropped` event."""
         self._handshake = Handshake(self.config)
-        self._ext_attempts = 0
-        self._cookie = b""  # the server's address cookie (ExtCookie), echoed in every registration
-        self._plain_registered = False
-        self._next_register: float | None = None
         self._wait_deadline: float | None = None
         self._deadline: float | None = None
         self._out: list[Transmit] = []
@@ -118,11 +104,12 @@ class PeerClient:
         queue: Callable[[Transmit], None] = lambda transmit: self._out.append(transmit)
         self._tech = Techniques(self, rng, queue)
         self._relay = RelayPath(self, self._events.append, queue)  # relay_path.py
+        self._registration = Registration(self, self._events.append, queue, self._drop)  # registration.py
 
     @property
     def registered(self) -> bool:
         """True once the server has answered us at all (in either protocol)."""
-        return bool(self.extended) or self._plain_registered
+        return bool(self.extended) or self._registration.plain_registered
 
     # --- requests -----------------------------------------------------------------------------
 
@@ -133,11 +120,7 @@ class PeerClient:
         cfg = self.config
         self._deadline = None if cfg.timeout is None else now + cfg.timeout
         self._wait_deadline = None if cfg.wait_timeout is None else now + cfg.wait_timeout
-        if cfg.extension and cfg.extension_attempts > 0:
-            self._send_ext_register(now)
-        else:
-            self.extended = False
-            self._send_plain_register(now)
+        self._registration.start(now)
 
     def send(self, peer: Endpoint, data: bytes) -> None:
         """Queue application data for a connected peer; raises `ValueError` otherwise."""
@@ -159,7 +142,7 @@ class PeerClient:
             self._out.append(Transmit(leave, self.server, MessageKind.EXT_LEAVE))
         self._move(ClientTrigger.CLOSE)
         self._tech.stop()
-        self._next_register = self._wait_deadline = self._deadline = None
+        self._registration.next_at = self._wait_deadline = self._deadline = None
         for peer in self.peers.values():
             peer.next_send = peer.final_ack_at = peer.next_keepalive = None
         self._peer_timers.clear()
@@ -184,9 +167,11 @@ class PeerClient:
     def handle_timer(self, now: float) -> None:
         """Fire whatever is due: registration, wait timeout, deadline, peer retransmissions."""
         if self.state is ClientState.REGISTERING:
-            self._registration_timer(now)
+            self._registration.on_timer(now)
+            if self._wait_deadline is not None and now >= self._wait_deadline:
+                self._start_punching(now, ClientTrigger.WAIT_EXPIRED)
         elif self.state is ClientState.PUNCHING:
-            self._refresh_timer(now)
+            self._registration.refresh(now)
         if self._deadline is not None and now >= self._deadline:
             self._on_deadline(now)
         # Only the peers whose timer is due, in listing order: the others' on_timer does nothing.
@@ -201,7 +186,7 @@ class PeerClient:
 
     def get_timer(self) -> float | None:
         """The absolute time `handle_timer` wants to run next, or None."""
-        times = [self._next_register, self._wait_deadline, self._deadline, self._next_peer_timer()]
+        times = [self._registration.next_at, self._wait_deadline, self._deadline, self._next_peer_timer()]
         times.append(self._tech.next_timer())
         times.append(self._relay.next_timer())
         present = [t for t in times if t is not None]
@@ -226,74 +211,20 @@ class PeerClient:
         peers = tuple(PeerResult.of(peer, self._relay.relayed_at(peer)) for peer in self.peers.values())
         return ConnectResult(peers, self.expected, self._reason)
 
-    # --- registration -------------------------------------------------------------------------
-
-    def _send_ext_register(self, now: float) -> None:
-        self._ext_attempts += 1
-        self._out.append(self._ext_register())
-        interval = self.config.register_interval
-        if self.extended:
-            interval = self.config.extended_refresh_interval
-        self._next_register = now + interval
-
-    def _ext_register(self) -> Transmit:
-        msg = ExtRegister(self.session, self.peer_id, self.expected, self._cookie)
-        if not self._cookie and self.config.pad_registrations:  # signed below: the MAC covers it
-            answer = peers_reply_bound(self.session, self.expected, ":" in self.server.host)
-            msg = dataclasses.replace(msg, padding=padding_to_earn(len(encode_ext(msg)), answer))
-        if self.auth is not None:
-            msg = self.auth.sign(msg)
-        return Transmit(encode_ext(msg), self.server, MessageKind.EXT_REGISTER)
-
-    def _send_plain_register(self, now: float) -> None:
-        self._out.append(Transmit(self.session, self.server, MessageKind.REGISTER))
-        self._next_register = now + self.config.register_interval
-
-    def _registration_timer(self, now: float) -> None:
-        if self._next_register is not None and now >= self._next_register:
-            if self.extended is False:
-                self._send_plain_register(now)
-            elif self.extended or self._ext_attempts < self.config.extension_attempts:
-                self._send_ext_register(now)
-            else:
-                self._fall_back(now)
-        if self._wait_deadline is not None and now >= self._wait_deadline:
-            self._start_punching(now, ClientTrigger.WAIT_EXPIRED)
-
-    def _refresh_timer(self, now: float) -> None:
-        """While punching, some listed peer is still unconnected (else we would have finished):
-        keep registering, so a server that restarted meanwhile relearns us and lists us to the
-        peers still polling for us (found by simulator/faults.py: without it both sides strand)."""
-        if self._next_register is None or now < self._next_register:
-            return
-        if self.extended:
-            self._send_ext_register(now)
-        else:
-            self._send_plain_register(now)
-
-    def _fall_back(self, now: float) -> None:
-        """The server does not speak the extension (the reference): use the plain protocol."""
-        if self.auth is not None:  # never downgrade: the plain protocol cannot carry the secret
-            self._send_ext_register(now)
-            return
-        self.extended = False
-        self._send_plain_register(now)
+    # --- the server ---------------------------------------------------------------------------
 
     def _from_server(self, data: bytes, now: float) -> None:
         if self.state is not ClientState.REGISTERING:
             self._after_registration(data, now)
-        elif is_extension(data):
-            self._from_server_ext(data, now)
-        elif self.extended is None and self.auth is not None:
-            reason = "server does not support authentication (it answered in the plain protocol)"
-            self._finish(now, ClientTrigger.REFUSED, reason, refused=True)
-        elif self.extended is None:
-            self._fall_back(now)
-        elif self.extended:
-            if data:
-                self._drop(self.server, data, "plain reply to extended client")
+            return
+        verdict = self._registration.answer(data, now)  # registration.py
+        if verdict is None:
+            return
+        trigger, reason = verdict
+        if trigger is ClientTrigger.PEERS_FOUND:
+            self._start_punching(now, trigger)
         else:
-            self._plain_reply(data, now)
+            self._finish(now, trigger, reason, refused=True)
 
     def _after_registration(self, data: bytes, now: float) -> None:
         """A server datagram once we punch or are done: a keep-alive, a cookie, a relay, an
@@ -306,113 +237,23 @@ class PeerClient:
             msg = decode_ext(data) if is_extension(data) else None
         except MessageError as exc:
             error = f"malformed: {exc}"
-        if self._late_cookie(msg):
+        if self._registration.late_cookie(msg):
             self.refresh_answers += 1
             return
         relayed = self._relay.from_server(msg, now)
         if relayed is None:  # no relay business: a reply to a registration
-            self._late_reply(data, msg, error)
+            self._registration.late_reply(data, msg, error)
         elif relayed:
             self._drop(self.server, data, relayed)
         elif self.state is ClientState.PUNCHING:
             self._check_all_connected(now)  # a relay answer may have made a peer reachable
-
-    def _late_reply(self, data: bytes, msg: ExtMessage | None, error: str) -> None:
-        """An extended client registers again while it punches (`_refresh_timer`), so its
-        server's answers keep coming: our session's list or a cookie (which `_late_cookie` did
-        not need) is expected and only counted. Anything else is dropped, and so is every late
-        reply to a plain client: a plain list cannot be told from a late or duplicate one (B1)."""
-        if not self.extended:
-            self._drop(self.server, data, "late server reply")
-            return
-        if not is_extension(data):
-            self._drop(self.server, data, "plain reply to extended client")
-            return
-        if msg is None:
-            self._drop(self.server, data, error)
-            return
-        if isinstance(msg, ExtCookie) or (isinstance(msg, ExtPeers) and msg.session == self.session):
-            self.refresh_answers += 1
-        elif isinstance(msg, ExtPeers):
-            self._drop(self.server, data, "reply for another session")
-        elif isinstance(msg, ExtError):
-            self._drop(self.server, data, f"server error after registration: {msg.text}")
-        else:
-            self._drop(self.server, data, "unexpected extension message")
-
-    def _plain_reply(self, data: bytes, now: float) -> None:
-        try:
-            endpoints = decode_peer_list(data)
-        except MessageError as exc:
-            self._drop(self.server, data, f"malformed peer list: {exc}")
-            return
-        if not self._plain_registered:
-            self._plain_registered = True
-            self._events.append(Registered(False, None))
-        infos = tuple(PeerInfo(e) for e in endpoints)
-        self._update_peers(infos, replace=True, push=False, now=now)
-
-    def _from_server_ext(self, data: bytes, now: float) -> None:
-        try:
-            msg = decode_ext(data)
-        except MessageError as exc:
-            self._drop(self.server, data, f"malformed: {exc}")
-            return
-        if isinstance(msg, ExtError):
-            why = " (wrong or missing secret)" if msg.code == ErrorCode.BAD_AUTH else ""
-            self._finish(now, ClientTrigger.REFUSED, f"server refused: {msg.text}{why}", refused=True)
-        elif isinstance(msg, ExtPeers) and msg.session == self.session:
-            if not self.extended:
-                self.extended = True
-                self.public_endpoint = msg.observed
-                self._events.append(Registered(True, msg.observed))
-                self._next_register = now + self.config.extended_refresh_interval
-            self._update_peers(msg.peers, replace=not msg.push, push=msg.push, now=now)
-        elif isinstance(msg, ExtCookie) and self.extended is not False:
-            self._echo_cookie(msg.cookie, now)
-        else:
-            self._drop(self.server, data, "unexpected extension message")
-
-    def _late_cookie(self, msg: ExtMessage | None) -> bool:
-        """A cookie after the list: echo it once if we may need the relay, which the server
-        forwards only to proved addresses, or with a secret while punching: a restarted server
-        takes our refreshes only on a cookie of its own. Nothing else needs the proof then."""
-        refreshing = self.auth is not None and self.state is ClientState.PUNCHING
-        if not (refreshing or Technique.RELAY in self.config.techniques) or self.state is ClientState.CLOSED:
-            return False
-        if not isinstance(msg, ExtCookie):
-            return False
-        if msg.cookie != self._cookie:
-            self._cookie = msg.cookie
-            self._out.append(self._ext_register())
-        return True
-
-    def _echo_cookie(self, cookie: bytes, now: float) -> None:
-        """The server asks us to prove our address (RFC 9000 §8.1): echo its cookie at once and
-        in every later registration. It speaks the extension, so no fallback is counted down."""
-        self._ext_attempts = 0
-        if cookie != self._cookie:  # the same cookie again waits for the timer: no ping-pong
-            self._cookie = cookie
-            self._send_ext_register(now)
-
-    def _update_peers(
-        self, infos: tuple[PeerInfo, ...], *, replace: bool, push: bool, now: float
-    ) -> None:
-        if replace:
-            self.listed = {}
-        for info in infos:
-            if info.endpoint != self.public_endpoint:
-                self.listed[info.endpoint] = info
-        self._events.append(PeerListReceived(infos, push))
-        if len(self.listed) >= self.expected and (infos or not push):
-            self._start_punching(now, ClientTrigger.PEERS_FOUND)
 
     # --- punching -----------------------------------------------------------------------------
 
     def _start_punching(self, now: float, trigger: ClientTrigger) -> None:
         self._move(trigger)
         self._wait_deadline = None
-        self._next_register = self._refresh_at(now)
+        self._registration.next_at = self._registration.refresh_at(now)
         listed = tuple(self.listed.values())
         self._events.append(PunchingStarted(listed, self.expected))
         for info in listed:
@@ -424,13 +265,6 @@ class PeerClient:
             self._order.append(peer)
             self._touch(peer)
         self._check_all_connected(now)
-
-    def _refresh_at(self, now: float) -> float | None:
-        """When a punching client registers again: at its polling interval (plain) or extended
-        refresh interval; never if the server has not answered in either protocol yet."""
-        if self.extended:
-            return now + self.config.extended_refresh_interval
-        return now + self.config.register_interval if self._plain_registered else None
 
     def _from_peer(self, peer: Peer, data: bytes, now: float, source: Endpoint, via: int = 0) -> None:
         hint = self._tech.check(peer, data, source, via)
@@ -470,7 +304,7 @@ class PeerClient:
         self._move(trigger)
         self._tech.stop()
         self._reason = reason
-        self._next_register = self._wait_deadline = self._deadline = None
+        self._registration.next_at = self._wait_deadline = self._deadline = None
         relayed = tuple(p.endpoint for p in self.peers.values() if self._relay.carries(p))
         connected = tuple(p.endpoint for p in self.peers.values() if p.connected or p.endpoint in relayed)
         failed = tuple(p.endpoint for p in self.peers.values() if p.state is PeerState.FAILED)

@@ -3,10 +3,10 @@
 Rule: byte-compatible with the reference for plain registrations (wire-protocol.md §3): one reply
 per registration listing the other members, least recently registered first, as a real 0-byte
 datagram when there are none. Unlike the reference, expiry slides with every registration (no B8
-flicker), only clients that registered with the extension are ever pushed to (B1), keep-alives
-are spread over their interval, and every source is held by the guards of guard.py: a request
-rate, and an amplification budget (RFC 9000 §8) that an extended client lifts with a cookie
-(checked, with the session secrets, by admission.py).
+flicker), only clients that registered with the extension are ever pushed to (B1, push.py),
+keep-alives are spread over their interval, and every source is held by the guards of guard.py:
+a request rate, and an amplification budget (RFC 9000 §8) that an extended client lifts with a
+cookie (checked, with the session secrets, by admission.py).
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ from .messages import (
     ExtRelay,
     MessageError,
     MessageKind,
-    PeerInfo,
     Transmit,
     decode_ext,
     encode_ext,
 )
+from .push import PushBatch
 from .relay import Relay, RelayStats
 
 _PEER_LIST, _KEEPALIVE = MessageKind.PEER_LIST, MessageKind.KEEPALIVE
@@ -68,12 +68,9 @@ class RendezvousServer:
             config.max_id_length, config.max_sessions, config.max_peers_per_session)
         self._keepalive_on, self._push_on = config.keepalive_interval > 0, config.push
         self._out: list[Transmit] = []
-        self._newcomers: dict[bytes, list[Member]] = {}
-        """Members that joined in the current batch, by session: pushed to the others once the
-        batch is fed (at the next `next_event` or `datagrams_to_send`), so members joining in one
-        batch cost one push per member, not one per member and newcomer."""
-        self._newcomers_at, self._push_at = 0.0, 0  # the batch's time, and its first datagram's place
-        self._answered: set[Member] = set()  # extended members answered since the batch's first join
+        self._pushes = PushBatch(self._send, self.stats)
+        """Newcomers told to the extended members once the batch is fed (push.py)."""
+        self._newcomers = self._pushes.pending  # the same dict: a batch is pending while non-empty
         self._events: deque[Event] = deque()
         self.relay = Relay(self.config, self._prolong, now)
         """The relay fallback (relay.py): forwards ExtRelay between verified members."""
@@ -188,14 +185,14 @@ class RendezvousServer:
     def datagrams_to_send(self, now: float) -> list[Transmit]:
         """Datagrams produced since the last call."""
         if self._newcomers:
-            self._push()
+            self._pushes.flush(self._sessions, self._out)
         out, self._out = self._out, []
         return out
 
     def next_event(self) -> Event | None:
         """The oldest undrained event, or None."""
         if self._newcomers:  # the batch is fed: its pushes may refuse, and say so in events
-            self._push()
+            self._pushes.flush(self._sessions, self._out)
         return self._events.popleft() if self._events else None
 
     # --- registrations ------------------------------------------------------------------------
@@ -252,7 +249,7 @@ class RendezvousServer:
             self._refresh(member, msg.peer_id, now)
         others = tuple(m.info() for m in self._sessions[sid].values() if m is not member)
         if self._newcomers:  # its push (if any) must follow this reply, which it would otherwise undo
-            self._answered.add(member)
+            self._pushes.answered.add(member)
         self._admission.answer(member, encode_ext(ExtPeers(sid, source, others)), proved, size, now)
 
     def _refresh(self, member: Member, peer_id: bytes | None, now: float) -> None:
@@ -292,40 +289,8 @@ class RendezvousServer:
         self.stats.joined += 1
         self._events.append(PeerJoined(sid, source, tell, len(session)))
         if others and self._push_on:
-            if not self._newcomers:
-                self._newcomers_at, self._push_at = now, len(self._out)
-            self._newcomers.setdefault(sid, []).append(member)
+            self._pushes.add(member, now, len(self._out))
         return member, others
-
-    def _push(self) -> None:
-        """Tell extended members about the newcomers they have not been listed; plain members are
-        never pushed to (B1). A member that joined in the same batch had the earlier ones in its
-        reply, so it is told only of those after it. Pushes go out ahead of the batch's replies,
-        so members hear of a newcomer no later than it hears of them (a newcomer punching first
-        finds them not punching yet: wasted SYNs, and on Linux masquerade the early-punch race),
-        except to a member answered meanwhile: that reply lists fewer and replaces its list."""
-        pending, self._newcomers, now = self._newcomers, {}, self._newcomers_at
-        answered, self._answered = self._answered, set()
-        later, self._out = self._out[self._push_at:], self._out[:self._push_at]
-        behind: list[tuple[Member, bytes]] = []
-        for sid, newcomers in pending.items():
-            session = self._sessions.get(sid, {})
-            live = [m for m in newcomers if session.get(m.endpoint) is m]  # none left or expired since
-            after = {m: n + 1 for n, m in enumerate(live)}  # members hash by identity
-            infos: list[PeerInfo] = []  # built at the first extended member: often there is none
-            for member in session.values() if live else ():
-                start = after.get(member, 0)
-                if member.peer_id is not None and start < len(live):
-                    infos = infos or [m.info() for m in live]
-                    data = encode_ext(ExtPeers(sid, member.endpoint, tuple(infos[start:]), push=True))
-                    if member in answered:
-                        behind.append((member, data))
-                    elif self._send(member, data, member.endpoint, MessageKind.EXT_PUSH, now):
-                        self.stats.pushes += 1
-        self._out += later
-        for member, data in behind:
-            if self._send(member, data, member.endpoint, MessageKind.EXT_PUSH, now):
-                self.stats.pushes += 1
 
     def _leave(self, msg: ExtLeave, source: Endpoint) -> None:
         session = self._sessions.get(msg.session, {})

@@ -26,7 +26,7 @@ from .helpers import SERVER, Network, Packet, peer_endpoint
 
 def scanned_timer(client: PeerClient) -> float | None:
     """What `get_timer` is defined as: the earliest of every timer, each peer visited."""
-    times = [client._next_register, client._wait_deadline, client._deadline]
+    times = [client._registration.next_at, client._wait_deadline, client._deadline]
     times += [peer.next_timer() for peer in client.peers.values()]
     plans = client._tech._plans.values()
     times += [plan.next_sweep for plan in plans] + [client._tech._pacer.next_timer()]
