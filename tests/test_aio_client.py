@@ -16,14 +16,16 @@ import pytest
 import holepunch
 from holepunch import Endpoint
 from holepunch.aio import BlockingMesh, ConnectError, Mesh, MeshClosed
+from holepunch.protocol.client import PeerClient
 from holepunch.protocol.config import ClientConfig, ServerConfig
-from holepunch.protocol.messages import MAGIC
+from holepunch.protocol.messages import ACK, MAGIC
 from holepunch.protocol.states import ClientState, PeerState
 from holepunch.trace import Action, Trace
 
 pytestmark = pytest.mark.timeout(60)
 LOCAL = ("127.0.0.1", 0)
-FAST = ClientConfig(register_interval=0.05, extended_refresh_interval=0.2, punch_interval=0.05, final_ack_delay=0.02)
+FAST = ClientConfig(register_interval=0.05, extended_refresh_interval=0.2, punch_interval=0.05, final_ack_delay=0.02,
+                    close_linger=0.2)
 """Quicker retries for loopback; the protocol is the same."""
 
 
@@ -286,6 +288,56 @@ def test_tracing_records_sends_receives_and_events() -> None:
     assert "b'hi'" in data_in.summary
     times = [r.time for r in trace]
     assert times == sorted(times)
+
+
+@pytest.mark.parametrize("linger", [True, False])
+def test_a_peer_that_closes_at_once_lingers_for_a_peer_that_lost_its_last_ack(
+    linger: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first ACK that would confirm a peer (one that answered our SYN, so is ACKING) is lost.
+    The other peer completes and closes at once (as `holepunch connect` exits); its close lingers,
+    so the peer's retried SYN is answered (TCP's TIME-WAIT). The control, without it, strands it."""
+    lost: list[Endpoint] = []
+    receive = PeerClient.receive_datagram
+
+    def lossy(self: PeerClient, data: bytes, source: Endpoint, now: float, via: int = 0) -> None:
+        peer = self.peers.get(source)
+        if data == ACK and peer is not None and peer.state is PeerState.ACKING and not lost:
+            lost.append(source)
+            return
+        receive(self, data, source, now, via)
+
+    monkeypatch.setattr(PeerClient, "receive_datagram", lossy)
+    config = dataclasses.replace(FAST, close_linger=FAST.close_linger if linger else 0.0)
+
+    async def connect_and_leave(server: Endpoint) -> bool:
+        mesh = await peer_connect(server, "linger", 1, timeout=2.0, config=config)
+        await mesh.close()
+        return mesh.complete
+
+    async def scenario() -> list[bool]:
+        async with await holepunch.serve("127.0.0.1", 0) as server:
+            return list(await asyncio.gather(*(connect_and_leave(server.address) for _ in range(2))))
+
+    completed = asyncio.run(scenario())
+    assert len(lost) == 1, completed
+    assert sorted(completed) == ([True, True] if linger else [False, True]), completed
+
+
+def test_a_close_cancelled_while_it_lingers_still_releases_the_socket() -> None:
+    async def scenario() -> None:
+        async with await holepunch.serve("127.0.0.1", 0) as server:
+            one, two = await asyncio.gather(*(peer_connect(server.address, "c", 1) for _ in range(2)))
+            closing = asyncio.create_task(one.close())  # lingers: it sent an ACK a moment ago
+            await asyncio.sleep(0.01)
+            assert not closing.done() and not one.closed
+            closing.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await closing
+            assert one.closed and one.socket.fileno() == -1
+            await two.close()
+
+    asyncio.run(scenario())
 
 
 def test_detach_hands_the_socket_over() -> None:

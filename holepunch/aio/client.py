@@ -23,7 +23,7 @@ from ..protocol.endpoint import Endpoint
 from ..protocol.events import (
     DataReceived, Event, PeerConnected, PeerFailed, PeerRelayed, PeerUpgraded, RelayRefused,
 )
-from ..protocol.handshake import Peer
+from ..protocol.handshake import Peer, linger_until
 from ..protocol.messages import MAX_ID_LENGTH
 from ..protocol.states import PeerState
 from ..protocol.techniques.result import ConnectResult, PeerResult
@@ -172,23 +172,35 @@ class Mesh(MeshBase[PeerClient, Driver]):
         return self._driver.sock
 
     async def close(self) -> None:
-        """Send pending final ACKs (reference peers need them, B3), then close the socket."""
+        """Leave and close the socket, after lingering while a peer may have missed our last
+        ACK (`ClientConfig.close_linger`, at most that long after it) or a reference peer awaits
+        its delayed final ACK (B3): the socket keeps answering meanwhile."""
         if self._closed:
             return
-        await self._flush_final_acks()
-        if self._closed:  # closed or detached while we waited
-            return
-        self._leave()
-        self._driver.stop()
-        self._driver.sock.close()
-        self._finish()
+        try:
+            await self._linger()
+        finally:  # cancelled while lingering (Ctrl-C), the socket is released all the same
+            if not self._closed:  # closed or detached while we waited
+                self._leave()
+                self._driver.stop()
+                self._driver.sock.close()
+                self._finish()
 
     # --- internals ----------------------------------------------------------------------------
 
-    async def _flush_final_acks(self) -> None:
-        due = [p.final_ack_at for p in self.machine.peers.values() if p.final_ack_at is not None]
-        if due:
-            await asyncio.sleep(max(due) - self._driver.now() + 0.002)
+    async def _linger(self) -> None:
+        # Each answer to a peer's retry moves the end on, so look again after every wait; a
+        # peer that never stops sending SYNs cannot hold us past `limit`.
+        config, now = self.machine.config, self._driver.now()
+        limit = now + max(3 * config.close_linger, config.final_ack_delay)
+        while not self._closed:
+            until = linger_until(self.machine.peers.values(), config)
+            if until is None or until <= now:
+                return
+            await asyncio.sleep(min(until, limit) - now + 0.002)
+            now = self._driver.now()
+            if now >= limit:
+                return
 
     def _on_event(self, event: Event) -> None:
         match event:

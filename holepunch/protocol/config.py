@@ -107,7 +107,10 @@ class ClientConfig:
     register_interval: float = 0.1
     """Seconds between registrations while waiting for peers (the reference polls every 100 ms)."""
     extended_refresh_interval: float = 1.0
-    """Seconds between refreshes once the server speaks the extension and pushes newcomers."""
+    """Seconds between refreshes once the server speaks the extension and pushes newcomers.
+    Waiting for peers, the first gaps are `register_interval`, doubling up to this: until the
+    server has proved our address, its budget may withhold pushes, and a lost cookie, echo or
+    push then costs a fraction of a second, not a whole interval."""
     extension: bool = True
     """Try the extension first; off sends only the reference's plain registration."""
     extension_attempts: int = 3
@@ -137,6 +140,12 @@ class ClientConfig:
     """Seconds between empty keep-alives to connected peers: below the 30 s NAT mapping timeout."""
     handshake_linger: float = 1.0
     """Seconds after connecting during which a stray SYN or ACK is handshake, not data."""
+    close_linger: float = 0.6
+    """Seconds a closing client keeps answering a peer after its last ACK to it (TCP's
+    TIME-WAIT): if that ACK was lost, the peer, still ACKING, retries a SYN within a punch
+    interval plus a round trip, and finds nobody if we are gone. A peer of ours retries with SYN
+    every 0.15 s, a reference peer with SYN and ACK in turn: 0.6 s spans at least two of its
+    SYNs, so one more may be lost. 0 closes at once."""
     techniques: Iterable[Technique | str] = frozenset()
     """Techniques beyond the basic punch (`Technique` members or names such as "peer-reflexive");
     stored as a frozenset. Empty, the default, is the reference-compatible basic punch: every
@@ -192,7 +201,7 @@ class ClientConfig:
             choices = ", ".join(r.value for r in BirthdayRole)
             raise ValueError(f"birthday_role must be one of {choices}, got {self.birthday_role!r}") from None
         _positive(self, "register_interval", "extended_refresh_interval", "punch_interval")
-        _not_negative(self, "final_ack_delay", "keepalive_interval", "handshake_linger")
+        _not_negative(self, "final_ack_delay", "keepalive_interval", "handshake_linger", "close_linger")
         _not_negative(self, "extension_attempts", "punch_backoff_after")
         if not self.punch_interval_max >= self.punch_interval:
             raise ValueError(f"punch_interval_max ({self.punch_interval_max}) must be at least "

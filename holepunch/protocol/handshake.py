@@ -4,12 +4,14 @@ Rule (wire-protocol.md §7): send SYN every punch interval; answer a SYN with AC
 reference's own timer starves, B4); on ACK send ACK at once and once more a little later, which a
 reference peer needs to return from Connect (B3); a peer of ours (extended) gets one ACK only,
 and none if it has our ACK to its SYN already; never retry faster than the reference, and ever
-slower to a peer that has sent nothing for a while.
+slower to a peer that has sent nothing for a while. Our last ACK may be lost, so closing
+lingers while a peer may still retry (`linger_until`, TCP's TIME-WAIT).
 `Deadlines` keeps many peers' timers for the client without visiting every peer on every pump.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from heapq import heapify, heappop, heappush
 
@@ -42,6 +44,8 @@ class Peer:
     next_keepalive: float | None = None
     connected_at: float | None = None
     last_ack_reply: float = float("-inf")
+    acked_at: float | None = None
+    """When we last sent this peer an ACK: if it was lost, the peer retries and needs an answer."""
     last_seen: str = "nothing received"
     data_seen: bool = False
     backoff: float = 0.0
@@ -86,6 +90,20 @@ class Peer:
         if t is not None and (best is None or t < best):
             best = t
         return best
+
+
+def linger_until(peers: Iterable[Peer], config: ClientConfig) -> float | None:
+    """Until when a closing client should keep answering its peers, or None: a peer that missed
+    our last ACK retries within a punch interval and finds nobody once we are gone, which is
+    why TCP has TIME-WAIT (RFC 9293 §3.6). Also until the reference's delayed ACKs (B3) are out.
+    A peer that sent us data is connected: it needs nothing more."""
+    until: float | None = None
+    for peer in peers:
+        for t in (peer.final_ack_at,
+                  None if peer.acked_at is None or peer.data_seen else peer.acked_at + config.close_linger):
+            if t is not None and (until is None or t > until):
+                until = t
+    return until
 
 
 class Deadlines:
@@ -150,7 +168,7 @@ class Handshake:
     def start(self, peer: Peer, now: float) -> list[Transmit]:
         """Open the handshake: the first SYN goes out at once."""
         peer.next_send = now + self.config.punch_interval
-        return [self._send(peer, SYN, MessageKind.SYN)]
+        return [self._send(peer, SYN, MessageKind.SYN, now)]
 
     def on_datagram(
         self, peer: Peer, data: bytes, now: float, hint: Hint | None = None
@@ -180,22 +198,24 @@ class Handshake:
         out: list[Transmit] = []
         if peer.next_send is not None and now >= peer.next_send:
             if peer.state is PeerState.PUNCHING:
-                out.append(self._send(peer, SYN, MessageKind.SYN))
+                out.append(self._send(peer, SYN, MessageKind.SYN, now))
             elif peer.state is PeerState.ACKING:
                 # Alternate SYN and ACK: a reference peer finishes only on ACK, but a peer of ours
                 # that is already connected (both its ACKs to us lost) ignores ACKs and answers SYN.
+                # So a peer of ours gets SYN only: on a path losing every other datagram, SYN and
+                # ACK in turn would lose every SYN, for good.
                 peer.acking_retries += 1
-                if peer.acking_retries % 2:
-                    out.append(self._send(peer, SYN, MessageKind.SYN))
+                if peer.acking_retries % 2 or peer.info.extended:
+                    out.append(self._send(peer, SYN, MessageKind.SYN, now))
                 else:
-                    out.append(self._send(peer, ACK, MessageKind.ACK))
+                    out.append(self._send(peer, ACK, MessageKind.ACK, now))
             peer.next_send = now + self._retry_gap(peer, now)
         if peer.final_ack_at is not None and now >= peer.final_ack_at:
             peer.final_ack_at = None
-            out.append(self._send(peer, ACK, MessageKind.ACK))
+            out.append(self._send(peer, ACK, MessageKind.ACK, now))
         if peer.next_keepalive is not None and now >= peer.next_keepalive:
             peer.next_keepalive = now + self.config.keepalive_interval
-            out.append(self._send(peer, b"", MessageKind.KEEPALIVE))
+            out.append(self._send(peer, b"", MessageKind.KEEPALIVE, now))
         return out
 
     def _retry_gap(self, peer: Peer, now: float) -> float:
@@ -232,15 +252,15 @@ class Handshake:
                 peer.last_ack_reply = now
                 if before is not PeerState.CONNECTED:
                     peer.next_send = now + self.config.punch_interval
-                return [self._send(peer, ACK, MessageKind.ACK)]
+                return [self._send(peer, ACK, MessageKind.ACK, now)]
         elif kind is PeerInput.ACK and before is not PeerState.CONNECTED:
             if peer.info.extended:
                 # A peer of ours needs one ACK from us, not the reference's pair (B3): none if our
                 # answer to its SYN is on its way already (a third of a mesh's datagrams). One
                 # lost is made good by the peer's next SYN, which our connected state answers.
-                return [] if before is PeerState.ACKING else [self._send(peer, ACK, MessageKind.ACK)]
+                return [] if before is PeerState.ACKING else [self._send(peer, ACK, MessageKind.ACK, now)]
             peer.final_ack_at = now + self.config.final_ack_delay
-            return [self._send(peer, ACK, MessageKind.ACK)]
+            return [self._send(peer, ACK, MessageKind.ACK, now)]
         return []
 
     def _on_connected(self, peer: Peer, now: float) -> None:
@@ -250,8 +270,10 @@ class Handshake:
             peer.next_keepalive = now + self.config.keepalive_interval
 
     @staticmethod
-    def _send(peer: Peer, data: bytes, kind: MessageKind) -> Transmit:
+    def _send(peer: Peer, data: bytes, kind: MessageKind, now: float) -> Transmit:
         peer.sent += 1
+        if kind is MessageKind.ACK:
+            peer.acked_at = now
         if peer.messages is not None and kind is not MessageKind.KEEPALIVE:
             # Between extended peers SYN and ACK travel as PUNCH and PUNCH_ACK (never to others).
             if data == SYN:

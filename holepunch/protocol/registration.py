@@ -3,7 +3,8 @@
 Rule: the extension is tried first (`extension_attempts` times) and abandoned as soon as the
 server answers in the plain protocol, never with a session secret (the plain protocol cannot
 carry it: wire-protocol.md §7). A server cookie is echoed at once and in every later
-registration (RFC 9000 §8.1). Once punching, answers to our own refreshes are expected and only
+registration (RFC 9000 §8.1). Waiting for peers, an extended client refreshes at the polling
+pace at first, each gap twice the last, up to `extended_refresh_interval` (wire-protocol.md §4). Once punching, answers to our own refreshes are expected and only
 counted; every other late reply is dropped and counted (the reference's bug B1, §6). This module
 reads replies and says what they mean; the `PeerClient` that owns it moves its state machine.
 """
@@ -63,6 +64,8 @@ class Registration:
         self.plain_registered = False
         self.cookie = b""  # the server's address cookie (ExtCookie), echoed in every registration
         self._ext_attempts = 0
+        self._wait_gap = self.config.register_interval
+        """The next gap between extended registrations while we wait for peers (see `_send_ext`)."""
 
     # --- sending ------------------------------------------------------------------------------
 
@@ -107,7 +110,10 @@ class Registration:
         self._ext_attempts += 1
         self._send(self._ext_register())
         interval = self.config.register_interval
-        if self.client.extended:
+        if self.client.extended and self.client.state is ClientState.REGISTERING:
+            interval = self._wait_gap
+            self._wait_gap = min(2 * interval, self.config.extended_refresh_interval)
+        elif self.client.extended:
             interval = self.config.extended_refresh_interval
         self.next_at = now + interval
 
@@ -178,7 +184,10 @@ class Registration:
                 client.extended = True
                 client.public_endpoint = msg.observed
                 self._emit(Registered(True, msg.observed))
-                self.next_at = now + self.config.extended_refresh_interval
+                # Waiting, we first refresh at the polling pace, slowing to the refresh interval:
+                # a push to an address the server has not proved yet is withheld by its budget,
+                # and a lost cookie or echo would otherwise cost a whole refresh interval.
+                self.next_at = now + self._wait_gap
             return self._list(msg.peers, replace=not msg.push, push=msg.push)
         if isinstance(msg, ExtCookie) and client.extended is not False:
             self._echo_cookie(msg.cookie, now)
