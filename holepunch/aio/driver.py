@@ -37,8 +37,9 @@ MAX_BATCH = 256
 MAX_DATAGRAM = 65535
 """Largest UDP payload we accept (the reference client reads into 65,535 bytes too)."""
 SOURCES_REMEMBERED = 16384
-"""Socket addresses kept with their Endpoint, so a client polling again costs a dict lookup; the
-memo is emptied when full (cheaper than an LRU, and at worst as costly as no memo)."""
+"""IPv6 socket addresses kept with their Endpoint, so a client polling again costs a dict lookup
+rather than an unmapping; emptied when full (cheaper than an LRU). IPv4 needs no memo: at 100,000
+sessions one that thrashed cost a sixth of the server's throughput (docs/performance.md)."""
 _BATCH = range(MAX_BATCH)
 _new_tuple = tuple.__new__  # `_new_tuple(Endpoint, addr)`: Endpoint(*addr) minus a Python-level call
 
@@ -146,12 +147,15 @@ class Driver:
                 self.stats.receive_errors += 1
                 log.debug("%s: receive error: %s", self.actor or self._local, exc)
                 break
-            source = sources.get(addr)
-            if source is None:
-                if len(sources) >= SOURCES_REMEMBERED:
-                    sources.clear()
-                # An AF_INET address is already (host, port): no unmapping, no lru_cache to thrash.
-                source = sources[addr] = _new_tuple(Endpoint, addr) if v4 else endpoint(addr)
+            if v4:  # already (host, port): a fresh Endpoint costs less than any memo of them
+                source: Endpoint = _new_tuple(Endpoint, addr)
+            else:  # IPv6: the memo spares the unmapping of v4-in-v6 addresses
+                known = sources.get(addr)
+                if known is None:
+                    if len(sources) >= SOURCES_REMEMBERED:
+                        sources.clear()
+                    known = sources[addr] = endpoint(addr)
+                source = known
             if tracing:
                 self._record_receive(data, source, now)
             feed(data, source, now)
