@@ -4,9 +4,10 @@ Rule: the extension is tried first (`extension_attempts` times) and abandoned as
 server answers in the plain protocol, never with a session secret (the plain protocol cannot
 carry it: wire-protocol.md §7). A server cookie is echoed at once and in every later
 registration (RFC 9000 §8.1). Waiting for peers, an extended client refreshes at the polling
-pace at first, each gap twice the last, up to `extended_refresh_interval` (wire-protocol.md §4). Once punching, answers to our own refreshes are expected and only
-counted; every other late reply is dropped and counted (the reference's bug B1, §6). This module
-reads replies and says what they mean; the `PeerClient` that owns it moves its state machine.
+pace at first, each gap twice the last, up to `extended_refresh_interval` (wire-protocol.md §4).
+Once punching, answers to our own refreshes are expected and only counted; every other late
+reply is dropped and counted (the reference's bug B1, §6). This module reads replies and says
+what they mean; the `PeerClient` that owns it moves its state machine.
 """
 
 from __future__ import annotations
