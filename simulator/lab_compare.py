@@ -175,12 +175,16 @@ class CellComparison:
     predictions: tuple[Prediction, ...]
     race: bool
     """The simulator's answer depends on who punches first (then each trial's skew decides)."""
+    ties: tuple[bool, ...] = ()
+    """Per trial: still `unresolved` after its reruns, a tie finer than the capture resolves,
+    for which the simulator gives both answers within the resolution: either outcome agrees."""
 
     @property
     def agrees(self) -> bool:
-        """Every trial came out as predicted, and the negative controls behaved."""
+        """Every trial came out as predicted (or was a tie), and the negative controls behaved."""
+        ties = self.ties or (False,) * len(self.predictions)
         return self.real.controls_ok and all(
-            t.connected == p.connected for t, p in zip(self.real.trials, self.predictions))
+            t.connected == p.connected or tie for t, p, tie in zip(self.real.trials, self.predictions, ties))
 
     def simulated_text(self) -> str:
         """The simulator's cell: "yes 0.000", "no", or "k/n" over the trials' skews."""
@@ -230,7 +234,8 @@ def compare(real: RealGrid, **options: Any) -> GridComparison:
     for pair, cell in real.cells.items():
         predictions = tuple(predict_trial(t, **options) for t in cell.trials)
         race = order_matters(*pair, real.transport, techniques=real_techniques(real), **options)
-        cells[pair] = CellComparison(cell, predictions, race)
+        ties = tuple(unresolved(t, **options) for t in cell.trials)
+        cells[pair] = CellComparison(cell, predictions, race, ties)
     return GridComparison(real, cells, dict(options))
 
 
@@ -275,14 +280,15 @@ def format_comparison(comparison: GridComparison) -> str:
     width = 15
     head = " " * 8 + "".join(f"{SHORT.get(n, n):>{width}}" for n in names)
     title = (f"{real.transport.upper()} grid, technique {real.technique}: real | simulated "
-             "(!! = they differ, ~ = who punched first decided)")
+             "(!! = they differ, ~ = who punched first decided, ? = a tie the capture cannot order)")
     lines = [title, head]
     for a in names:
         cells = []
         for b in names:
             cell = comparison.cells[(a, b)]
             text = f"{_short(cell.real.text())}|{_short(cell.simulated_text())}"
-            text = ("!!" if not cell.agrees else "") + text + ("~" if cell.race else "")
+            marks = ("~" if cell.race else "") + ("?" if any(cell.ties) else "")
+            text = ("!!" if not cell.agrees else "") + text + marks
             cells.append(f"{text:>{width}}")
         lines.append(f"{SHORT.get(a, a):<8}" + "".join(cells))
     bad = comparison.disagreements
@@ -290,7 +296,8 @@ def format_comparison(comparison: GridComparison) -> str:
                  + (f"; differ: {', '.join(f'{a} x {b}' for a, b in bad)}" if bad else "")
                  + f"; {sum(len(c.real.trials) for c in comparison.cells.values())} trials "
                  f"({sum(c.real.reruns for c in comparison.cells.values())} unresolved races run "
-                 f"again) in {real.seconds:.0f} s")
+                 f"again, {sum(sum(c.ties) for c in comparison.cells.values())} still tied) "
+                 f"in {real.seconds:.0f} s")
     return "\n".join(lines) + "\n"
 
 

@@ -11,6 +11,7 @@ without root, on built frames and in the simulator.
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import struct
 from dataclasses import replace
@@ -29,12 +30,14 @@ from simulator.lab_compare import (
     CellComparison,
     GridComparison,
     Prediction,
+    compare,
     format_comparison,
     lab_behavior,
     lab_grid,
     lab_tcp_policy,
     predict,
     predict_trial,
+    unresolved,
 )
 from simulator.viz.hops import timeline_hops, timeline_lanes
 
@@ -177,6 +180,22 @@ def test_the_side_by_side_grid_marks_disagreements() -> None:
     assert "!!yes|no~" in text and "no|no~" in text and "yes|yes~" in text
     assert "3 of 4 pairs agree; differ: linux-masquerade x port-restricted" in text
     assert CellComparison(real.cells[(PORT, PORT)], (Prediction(True, 0.1, ""),), False).simulated_text() == "yes 0.100"
+
+
+def test_a_tie_the_capture_cannot_order_agrees_with_either_answer() -> None:
+    """TCP masquerade x masquerade: who punches first decides, and a skew of 12 us (seen after
+    two reruns) is below RACE_RESOLUTION, where the simulator gives both answers."""
+    tie = dataclasses.replace(_trial(MASQ, MASQ, True, 1.2e-5), transport="tcp")
+    late = dataclasses.replace(_trial(MASQ, MASQ, True, 1e-3), transport="tcp")
+    assert unresolved(tie) and not unresolved(late)
+    grids = {}
+    for name, trial in (("tie", tie), ("late", late)):
+        real = RealGrid("tcp", "basic", (MASQ,), {(MASQ, MASQ): RealCell(MASQ, MASQ, "tcp", (trial,), ())}, 1.0)
+        grids[name] = compare(real)
+    assert grids["tie"].disagreements == [] and "yes|no?" in grids["tie"].to_text()
+    assert "1 still tied" in grids["tie"].to_text()
+    real_late, = grids["late"].cells.values()
+    assert real_late.agrees is (predict_trial(late).connected is True)  # outside the band: compared as is
 
 
 def test_holepunch_lab_is_wired_into_the_main_command(capsys: pytest.CaptureFixture[str]) -> None:
