@@ -97,13 +97,13 @@ def linger_until(peers: Iterable[Peer], config: ClientConfig) -> float | None:
     our last ACK retries within a punch interval and finds nobody once we are gone, which is
     why TCP has TIME-WAIT (RFC 9293 §3.6). Also until the reference's delayed ACKs (B3) are out.
     A peer that sent us data is connected: it needs nothing more."""
-    until: float | None = None
+    ends: list[float] = []
     for peer in peers:
-        for t in (peer.final_ack_at,
-                  None if peer.acked_at is None or peer.data_seen else peer.acked_at + config.close_linger):
-            if t is not None and (until is None or t > until):
-                until = t
-    return until
+        if peer.final_ack_at is not None:
+            ends.append(peer.final_ack_at)
+        if peer.acked_at is not None and not peer.data_seen:
+            ends.append(peer.acked_at + config.close_linger)
+    return max(ends, default=None)
 
 
 class Deadlines:
